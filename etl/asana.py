@@ -1,0 +1,280 @@
+"""AsanaClient: one requests.Session, one retry policy, one response classifier, paginate().
+
+Every HTTP call goes through `AsanaClient.get`, so every call gets the same treatment:
+the bearer token, the timeout, the retry policy (tenacity) and the classification of
+the answer into data, a retriable failure or a fatal one. The token lives only in the
+session's headers; no message built here contains it.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+import tenacity
+
+from etl import __version__
+from etl.config import AsanaSettings, Secret
+from etl.errors import (
+    AsanaError,
+    AuthError,
+    RateLimitedError,
+    RequestRejectedError,
+    RetriableError,
+)
+
+log = logging.getLogger(__name__)
+
+Sleep = Callable[[float], None]
+
+
+@dataclass
+class CallStats:
+    """What the retry policy did, for the run bookkeeping."""
+
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    retry_after_seconds: float = 0.0
+
+
+@dataclass
+class Page:
+    """One page of a listing: its records and where it came from."""
+
+    data: list[dict[str, Any]]
+    number: int
+    offset: str | None = None
+
+
+def make_session(token: Secret, pool_size: int = 10) -> requests.Session:
+    """The one place a Session is built: bearer token, JSON, our User-Agent, pool size."""
+    session = requests.Session()
+    session.headers.update(
+        {
+            "Authorization": f"Bearer {token.reveal()}",
+            "Accept": "application/json",
+            "User-Agent": f"asana-etl/{__version__}",
+        }
+    )
+    adapter = requests.adapters.HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+def classify(response: requests.Response) -> dict[str, Any]:
+    """Turn one HTTP answer into its JSON body or the right exception.
+
+    Survives bodies that are not JSON (load balancer HTML pages, truncated bodies).
+
+    Raises:
+        RateLimitedError: 429.
+        RetriableError: 5xx, or a 2xx whose body is not valid JSON.
+        AuthError: 401, 402.
+        RequestRejectedError: any other 4xx.
+    """
+    status = response.status_code
+    try:
+        body = response.json()
+    except (ValueError, requests.exceptions.RequestException):
+        body = None
+    if 200 <= status < 300:
+        if not isinstance(body, dict):
+            raise RetriableError(f"HTTP {status} with a body that is not a JSON object", status)
+        return body
+    message, phrase = _asana_error(body)
+    if status == 429:
+        raise RateLimitedError(
+            f"HTTP 429 rate limited: {message or 'Too Many Requests'}",
+            parse_retry_after(response.headers.get("Retry-After")),
+        )
+    if status >= 500:
+        raise RetriableError(
+            f"HTTP {status}: {message or response.reason or 'server error'}", status, phrase
+        )
+    if status == 401:
+        raise AuthError(
+            f"Asana refused the token (HTTP 401: {message or 'Not Authorized'}); "
+            "check ASANA_ACCESS_TOKEN or [asana] token_file",
+            status,
+        )
+    if status == 402:
+        raise AuthError(
+            f"Asana answered HTTP 402 Payment Required ({message or 'no detail'}): time "
+            "tracking needs a paid plan (Advanced or Enterprise) on this workspace",
+            status,
+        )
+    raise RequestRejectedError(f"HTTP {status}: {message or response.reason or 'rejected'}", status)
+
+
+def _asana_error(body: Any) -> tuple[str | None, str | None]:
+    """Asana's `errors[0].message` and `.phrase`, if the body has them."""
+    if isinstance(body, dict) and isinstance(body.get("errors"), list) and body["errors"]:
+        first = body["errors"][0]
+        if isinstance(first, dict):
+            message = first.get("message")
+            phrase = first.get("phrase")
+            return (
+                str(message) if message is not None else None,
+                str(phrase) if phrase is not None else None,
+            )
+    return None, None
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+@dataclass
+class _Budget:
+    """Separate budgets: failures vs. 429s (a 429 is Asana pacing us, not a failure)."""
+
+    max_failures: int
+    max_rate_limited: int
+    failures: int = 0
+    rate_limited: int = 0
+
+    def exhausted(self, retry_state: tenacity.RetryCallState) -> bool:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(exc, RateLimitedError):
+            self.rate_limited += 1
+            return self.rate_limited > self.max_rate_limited
+        self.failures += 1
+        return self.failures > self.max_failures
+
+
+@dataclass
+class AsanaClient:
+    """Talks to the Asana REST API with retries.
+
+    Args:
+        settings: the `[asana]` settings (base URL, timeout, retry budgets).
+        token: the personal access token.
+        sleep: how to wait between attempts (tests pass a recorder that does not sleep).
+    """
+
+    settings: AsanaSettings
+    token: Secret
+    sleep: Sleep = time.sleep
+    stats: CallStats = field(default_factory=CallStats)
+    session: requests.Session = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.session = make_session(self.token, pool_size=max(10, self.settings.concurrency))
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> AsanaClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def get(self, path: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """GET `path` with the retry policy; the decoded JSON body on success."""
+        budget = _Budget(self.settings.max_retries, self.settings.max_rate_limit_waits)
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(RetriableError),
+            stop=budget.exhausted,
+            wait=self._wait,
+            sleep=self._sleep,
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        return retrying(self._get_once, path, params)
+
+    def _get_once(self, path: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
+        url = self.settings.base_url + path
+        self.stats.requests += 1
+        try:
+            response = self.session.get(url, params=params, timeout=self.settings.timeout_seconds)
+        except requests.exceptions.Timeout:
+            raise RetriableError(f"timed out after {self.settings.timeout_seconds:g} s") from None
+        except requests.exceptions.ConnectionError as exc:
+            raise RetriableError(f"connection failed: {_root_cause(exc)}") from None
+        except requests.exceptions.RequestException as exc:
+            raise RetriableError(f"request failed: {exc.__class__.__name__}") from None
+        return classify(response)
+
+    _exponential = tenacity.wait_exponential_jitter(initial=0.5, max=60, jitter=0.5)
+
+    def _wait(self, retry_state: tenacity.RetryCallState) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
+            return exc.retry_after + random.uniform(0, 0.25)
+        return min(self._exponential(retry_state), self.settings.backoff_max_seconds)
+
+    def _sleep(self, seconds: float) -> None:
+        self.sleep(seconds)
+
+    def _log_retry(self, retry_state: tenacity.RetryCallState) -> None:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        wait = retry_state.next_action.sleep if retry_state.next_action else 0.0
+        self.stats.retries += 1
+        if isinstance(exc, RateLimitedError):
+            self.stats.rate_limited += 1
+            self.stats.retry_after_seconds += wait
+        assert isinstance(exc, AsanaError)
+        log.info(
+            "retrying after %s (attempt %d, status %s, waiting %.2f s%s)",
+            exc.message,
+            retry_state.attempt_number,
+            exc.status if exc.status is not None else "-",
+            wait,
+            f", Asana phrase {exc.phrase!r}" if exc.phrase else "",
+        )
+
+    def paginate(self, path: str, params: Mapping[str, Any], page_size: int) -> Iterator[Page]:
+        """Follow `next_page.offset` until `next_page` is null, yielding pages as they come.
+
+        Raises:
+            RequestRejectedError: if Asana hands back an offset it already gave (a loop).
+        """
+        offset: str | None = None
+        number = 0
+        while True:
+            query = dict(params, limit=page_size)
+            if offset is not None:
+                query["offset"] = offset
+            body = self.get(path, query)
+            data = body.get("data")
+            if not isinstance(data, list):
+                raise RequestRejectedError(f"page {number + 1} of the listing has no `data` list")
+            number += 1
+            yield Page(data=data, number=number, offset=offset)
+            next_page = body.get("next_page")
+            if not next_page:
+                return
+            next_offset = next_page.get("offset") if isinstance(next_page, dict) else None
+            if not next_offset:
+                return
+            if next_offset == offset:
+                raise RequestRejectedError(f"Asana returned the same offset twice (page {number})")
+            offset = next_offset
+
+
+def _root_cause(exc: BaseException) -> str:
+    """A short, token-free description of a transport failure."""
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return exc.__class__.__name__

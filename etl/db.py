@@ -1,0 +1,309 @@
+"""The schema (declared once), engines, and the alembic migrations that create it.
+
+`metadata` is what the migrations must agree with: a test runs alembic autogenerate
+against it and fails on any difference.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.dialects import mysql, postgresql
+from sqlalchemy.engine import Engine, make_url
+
+from etl.errors import DatabaseError
+
+log = logging.getLogger(__name__)
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UTCDateTime(sa.TypeDecorator[dt.datetime]):
+    """A UTC timestamp on every backend.
+
+    PostgreSQL stores `timestamptz`; SQLite and MySQL have no time zones, so the value is
+    stored as naive UTC (microseconds kept on MySQL) and read back as aware UTC.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "mysql":
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(sa.DateTime(timezone=True))
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: sa.Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given for a UTC column")
+        value = value.astimezone(dt.UTC)
+        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # SQLite through raw SQL
+            value = dt.datetime.fromisoformat(value)
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def gid_type() -> sa.String:
+    """Gids are strings of digits: text everywhere, never a number (they overflow floats)."""
+    return sa.String(64)
+
+
+#: JSON where the backend has it (JSONB on PostgreSQL so equality works), text on SQLite.
+JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+# utf8mb4 for full Unicode; a binary collation so that a rename that only changes case
+# or accents is still seen as a change (the upsert compares names with `<=>`).
+MYSQL_TABLE_ARGS = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+
+time_tracking_entries = sa.Table(
+    "time_tracking_entries",
+    metadata,
+    sa.Column("gid", gid_type(), primary_key=True),
+    sa.Column("duration_minutes", sa.Integer, nullable=False),
+    sa.Column("entered_on", sa.Date, nullable=False),
+    sa.Column("attributable_to_gid", gid_type(), nullable=True),
+    sa.Column("attributable_to_name", sa.Text, nullable=True),
+    sa.Column("created_by_gid", gid_type(), nullable=True),
+    sa.Column("created_by_name", sa.Text, nullable=True),
+    sa.Column("raw", JSONType, nullable=False),
+    sa.Column("first_seen_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("deleted_at", UTCDateTime, nullable=True),
+    sa.Index(None, "entered_on"),
+    sa.Index(None, "created_by_gid"),
+    sa.Index(None, "attributable_to_gid"),
+    **MYSQL_TABLE_ARGS,
+)
+
+#: Which scope's listing saw which entry: deletion detection needs to know what a
+#: complete listing of a scope should contain.
+time_tracking_entry_scopes = sa.Table(
+    "time_tracking_entry_scopes",
+    metadata,
+    sa.Column("scope_type", sa.String(16), primary_key=True),
+    sa.Column("scope_gid", gid_type(), primary_key=True),
+    sa.Column(
+        "entry_gid",
+        gid_type(),
+        sa.ForeignKey("time_tracking_entries.gid", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("first_seen_at", UTCDateTime, nullable=False),
+    sa.Index(None, "entry_gid"),
+    **MYSQL_TABLE_ARGS,
+)
+
+sync_runs = sa.Table(
+    "sync_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("command", sa.String(16), nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("scopes_total", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("scopes_failed", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("entries_seen", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("inserted", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("updated", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("unchanged", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("deleted", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("rejected", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("hostname", sa.String(255), nullable=True),
+    sa.Column("pid", sa.Integer, nullable=True),
+    sa.Index(None, "started_at"),
+    **MYSQL_TABLE_ARGS,
+)
+
+sync_run_scopes = sa.Table(
+    "sync_run_scopes",
+    metadata,
+    sa.Column(
+        "run_id",
+        sa.Integer,
+        sa.ForeignKey("sync_runs.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("scope_type", sa.String(16), primary_key=True),
+    sa.Column("scope_gid", gid_type(), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+    sa.Column("pages", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("entries", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("inserted", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("updated", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("unchanged", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("rejected", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("retries", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("retry_after_seconds", sa.Float, nullable=False, server_default="0"),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Index(None, "scope_type", "scope_gid", "status"),
+    **MYSQL_TABLE_ARGS,
+)
+
+rejected_records = sa.Table(
+    "rejected_records",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "run_id",
+        sa.Integer,
+        sa.ForeignKey("sync_runs.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("scope_type", sa.String(16), nullable=False),
+    sa.Column("scope_gid", gid_type(), nullable=False),
+    sa.Column("entry_gid", gid_type(), nullable=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("rejected_at", UTCDateTime, nullable=False),
+    sa.Index(None, "run_id"),
+    **MYSQL_TABLE_ARGS,
+)
+
+
+# --- engines ---------------------------------------------------------------------------
+
+#: Driver module → the extra that installs it.
+DRIVER_EXTRAS = {"psycopg": "postgres", "psycopg2": "postgres", "pymysql": "mysql"}
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced by `***`, safe to print."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL: show only its scheme
+        return url.split(":", 1)[0] + "://***"
+
+
+def _json_serializer(value: Any) -> str:
+    # sorted keys: the same payload always serialises to the same text, so an
+    # unchanged entry compares equal on backends that store JSON as text
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url`, with the settings this tool relies on.
+
+    Raises:
+        DatabaseError: the URL is malformed or its driver is not installed
+            (the message names the extra to install; the password is masked).
+    """
+    try:
+        parsed = make_url(url)
+    except sa.exc.ArgumentError:
+        raise DatabaseError(f"not a valid database URL: {mask_url(url)}") from None
+    kwargs: dict[str, Any] = {"json_serializer": _json_serializer}
+    if parsed.get_backend_name() == "sqlite":
+        kwargs["connect_args"] = {"timeout": 30}
+    try:
+        engine = sa.create_engine(parsed, **kwargs)
+    except ModuleNotFoundError as exc:
+        extra = DRIVER_EXTRAS.get((exc.name or "").split(".")[0])
+        hint = f"; install it with: pip install 'asana-etl[{extra}]'" if extra else ""
+        raise DatabaseError(
+            f"the driver for {mask_url(url)} is not installed ({exc.name}){hint}"
+        ) from None
+    except (sa.exc.NoSuchModuleError, sa.exc.ArgumentError) as exc:
+        raise DatabaseError(f"unsupported database URL {mask_url(url)}: {exc}") from None
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    # WAL lets a BI tool read while a sync writes
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()
+
+
+def check_connection(engine: Engine) -> None:
+    """Connect once, turning any failure into a DatabaseError with the password masked."""
+    try:
+        with engine.connect():
+            pass
+    except sa.exc.SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc.__class__.__name__).splitlines()[0]
+        password = engine.url.password
+        if password:
+            reason = reason.replace(str(password), "***")
+        raise DatabaseError(
+            f"cannot connect to {engine.url.render_as_string(hide_password=True)}: {reason}"
+        ) from None
+
+
+# --- migrations ------------------------------------------------------------------------
+
+
+def migrations_dir() -> Path:
+    """The alembic script directory: inside the installed package, else the source tree."""
+    packaged = Path(__file__).resolve().parent / "migrations"
+    if (packaged / "env.py").is_file():
+        return packaged
+    source = Path(__file__).resolve().parent.parent / "migrations"
+    if (source / "env.py").is_file():
+        return source
+    raise DatabaseError("the migrations are missing from this installation")
+
+
+def alembic_config(connection: sa.Connection | None = None) -> Config:
+    """An alembic Config built in code, independent of the current directory."""
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    config.attributes["connection"] = connection
+    return config
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Apply migrations up to `revision` (idempotent)."""
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection), revision)
+
+
+def downgrade(engine: Engine, revision: str = "base") -> None:
+    with engine.begin() as connection:
+        command.downgrade(alembic_config(connection), revision)
+
+
+def head_revision() -> str:
+    script = ScriptDirectory.from_config(alembic_config())
+    heads = script.get_heads()
+    if len(heads) != 1:
+        raise DatabaseError(f"the migrations have {len(heads)} heads; expected one")
+    return heads[0]
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def is_up_to_date(engine: Engine) -> bool:
+    return current_revision(engine) == head_revision()

@@ -1,0 +1,36 @@
+"""`asana-etl demo`: a simulated Asana on loopback, synced into a local SQLite file."""
+
+from __future__ import annotations
+
+import time
+
+from etl.asana import Sleep
+from etl.config import AsanaSettings, Scope, Secret, Settings
+from etl.pipeline import RunResult, run_sync
+from etl.simulator import DEMO_TOKEN, AsanaSimulator, Dataset
+
+DEMO_DATABASE_URL = "sqlite:///asana_demo.db"
+
+
+def demo_scopes(data: Dataset) -> list[Scope]:
+    """A realistic, overlapping set: every user, some projects, every portfolio, a task."""
+    scopes = [Scope("user", gid) for gid in data.users]
+    scopes += [Scope("project", gid) for gid in list(data.projects)[:4]]
+    scopes += [Scope("portfolio", gid) for gid in data.portfolios]
+    scopes.append(Scope("task", next(iter(data.tasks))))
+    return scopes
+
+
+def run_demo(
+    database_url: str = DEMO_DATABASE_URL, *, entries: int = 2000, sleep: Sleep = time.sleep
+) -> RunResult:
+    """Start the simulator, sync it into `database_url`, stop the simulator."""
+    data = Dataset.generate(seed=7, entries=entries)
+    with AsanaSimulator(data) as simulator:
+        settings = Settings(
+            asana=AsanaSettings(base_url=simulator.base_url, token=Secret(DEMO_TOKEN)),
+            database_url=database_url,
+            scopes=tuple(demo_scopes(data)),
+            source="(demo)",
+        )
+        return run_sync(settings, command="demo", sleep=sleep)

@@ -1,0 +1,79 @@
+"""One exception tree for the whole tool, and the exit codes of the CONTRACT.
+
+Only `etl.cli` turns these into exit codes; library code raises, never exits.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    """Process exit codes, fixed by CONTRACT.md."""
+
+    OK = 0
+    SCOPE_FAILED = 1
+    USAGE = 2
+    ASANA_REFUSED = 3
+    LOCKED = 4
+
+
+class EtlError(Exception):
+    """Root of every error the tool raises on purpose."""
+
+    exit_code: ExitCode = ExitCode.USAGE
+
+
+class ConfigError(EtlError):
+    """The configuration (file, environment, options) is unusable."""
+
+    exit_code = ExitCode.USAGE
+
+
+class DatabaseError(EtlError):
+    """The database cannot be reached or used (the message never holds a password)."""
+
+    exit_code = ExitCode.USAGE
+
+
+class AsanaError(EtlError):
+    """Any failure talking to Asana.
+
+    Attributes:
+        status: HTTP status, or None for transport failures.
+        message: Asana's own error message when it sent one.
+        phrase: Asana's incident phrase (on 500s), to quote to Asana support.
+    """
+
+    exit_code = ExitCode.SCOPE_FAILED
+
+    def __init__(self, message: str, status: int | None = None, phrase: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.phrase = phrase
+
+
+class RetriableError(AsanaError):
+    """A failure worth another try: 5xx, connection trouble, timeout, truncated body."""
+
+
+class RateLimitedError(RetriableError):
+    """429: Asana asks us to wait `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: float | None):
+        super().__init__(message, status=429)
+        self.retry_after = retry_after
+
+
+class RequestRejectedError(AsanaError):
+    """400/403/404 (and other 4xx): this request will never succeed as sent.
+
+    Fails the scope it belongs to, not the run.
+    """
+
+
+class AuthError(AsanaError):
+    """401 (token refused) or 402 (plan without time tracking): fails the whole run."""
+
+    exit_code = ExitCode.ASANA_REFUSED

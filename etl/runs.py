@@ -1,0 +1,205 @@
+"""Run bookkeeping: `sync_runs` (one row a run) and `sync_run_scopes` (one row a scope a run).
+
+These are the only tables a run over unchanged data writes to. Counters are added
+page by page in the same transaction as the page's rows, so they always match what
+was committed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+from dataclasses import dataclass, fields
+from typing import Any
+
+import sqlalchemy as sa
+
+from etl.config import Scope
+from etl.db import sync_run_scopes, sync_runs
+
+RUNNING, SUCCEEDED, PARTIAL, FAILED, ABANDONED = (
+    "running",
+    "succeeded",
+    "partial",
+    "failed",
+    "abandoned",
+)
+
+
+@dataclass
+class PageCounts:
+    """What one page (or a whole scope, or a whole run) did to the tables."""
+
+    entries: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+
+    def add(self, other: PageCounts) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def start_run(conn: sa.Connection, command: str, scopes_total: int, now: dt.datetime) -> int:
+    result = conn.execute(
+        sa.insert(sync_runs).values(
+            command=command,
+            started_at=now,
+            status=RUNNING,
+            scopes_total=scopes_total,
+            hostname=socket.gethostname()[:255],
+            pid=os.getpid(),
+        )
+    )
+    return int(result.inserted_primary_key[0])
+
+
+def start_scope(conn: sa.Connection, run_id: int, scope: Scope, now: dt.datetime) -> None:
+    conn.execute(
+        sa.insert(sync_run_scopes).values(
+            run_id=run_id, scope_type=scope.kind, scope_gid=scope.gid, status=RUNNING, started_at=now
+        )
+    )
+
+
+def record_page(conn: sa.Connection, run_id: int, scope: Scope, counts: PageCounts) -> None:
+    """Add one page's counts to its scope's row and to the run's row."""
+    conn.execute(
+        sa.update(sync_run_scopes)
+        .where(
+            sync_run_scopes.c.run_id == run_id,
+            sync_run_scopes.c.scope_type == scope.kind,
+            sync_run_scopes.c.scope_gid == scope.gid,
+        )
+        .values(
+            pages=sync_run_scopes.c.pages + 1,
+            entries=sync_run_scopes.c.entries + counts.entries,
+            inserted=sync_run_scopes.c.inserted + counts.inserted,
+            updated=sync_run_scopes.c.updated + counts.updated,
+            unchanged=sync_run_scopes.c.unchanged + counts.unchanged,
+            rejected=sync_run_scopes.c.rejected + counts.rejected,
+        )
+    )
+    conn.execute(
+        sa.update(sync_runs)
+        .where(sync_runs.c.id == run_id)
+        .values(
+            entries_seen=sync_runs.c.entries_seen + counts.entries,
+            inserted=sync_runs.c.inserted + counts.inserted,
+            updated=sync_runs.c.updated + counts.updated,
+            unchanged=sync_runs.c.unchanged + counts.unchanged,
+            rejected=sync_runs.c.rejected + counts.rejected,
+        )
+    )
+
+
+def finish_scope(
+    conn: sa.Connection,
+    run_id: int,
+    scope: Scope,
+    status: str,
+    now: dt.datetime,
+    *,
+    retries: int = 0,
+    retry_after_seconds: float = 0.0,
+    error: str | None = None,
+) -> None:
+    conn.execute(
+        sa.update(sync_run_scopes)
+        .where(
+            sync_run_scopes.c.run_id == run_id,
+            sync_run_scopes.c.scope_type == scope.kind,
+            sync_run_scopes.c.scope_gid == scope.gid,
+        )
+        .values(
+            status=status,
+            finished_at=now,
+            retries=retries,
+            retry_after_seconds=retry_after_seconds,
+            error=error,
+        )
+    )
+
+
+def finish_run(
+    conn: sa.Connection,
+    run_id: int,
+    status: str,
+    now: dt.datetime,
+    *,
+    scopes_failed: int = 0,
+    error: str | None = None,
+) -> None:
+    conn.execute(
+        sa.update(sync_runs)
+        .where(sync_runs.c.id == run_id)
+        .values(status=status, finished_at=now, scopes_failed=scopes_failed, error=error)
+    )
+
+
+def recent_runs(conn: sa.Connection, limit: int = 10) -> list[dict[str, Any]]:
+    rows = conn.execute(sa.select(sync_runs).order_by(sync_runs.c.id.desc()).limit(limit))
+    return [dict(r._mapping) for r in rows]
+
+
+def scope_freshness(conn: sa.Connection) -> list[dict[str, Any]]:
+    """Per scope ever listed: its last success, and its latest outcome and error."""
+    s = sync_run_scopes
+    last_success = (
+        sa.select(s.c.scope_type, s.c.scope_gid, sa.func.max(s.c.finished_at).label("last_success"))
+        .where(s.c.status == SUCCEEDED)
+        .group_by(s.c.scope_type, s.c.scope_gid)
+        .subquery()
+    )
+    latest_run = (
+        sa.select(s.c.scope_type, s.c.scope_gid, sa.func.max(s.c.run_id).label("run_id"))
+        .group_by(s.c.scope_type, s.c.scope_gid)
+        .subquery()
+    )
+    query = (
+        sa.select(
+            s.c.scope_type,
+            s.c.scope_gid,
+            s.c.status.label("last_status"),
+            s.c.error.label("last_error"),
+            s.c.run_id.label("last_run_id"),
+            last_success.c.last_success,
+        )
+        .join(
+            latest_run,
+            sa.and_(
+                s.c.scope_type == latest_run.c.scope_type,
+                s.c.scope_gid == latest_run.c.scope_gid,
+                s.c.run_id == latest_run.c.run_id,
+            ),
+        )
+        .outerjoin(
+            last_success,
+            sa.and_(
+                s.c.scope_type == last_success.c.scope_type,
+                s.c.scope_gid == last_success.c.scope_gid,
+            ),
+        )
+        .order_by(s.c.scope_type, s.c.scope_gid)
+    )
+    result = []
+    for row in conn.execute(query):
+        item = dict(row._mapping)
+        # aggregates bypass the column type on some backends: normalise to aware UTC
+        item["last_success"] = _as_utc(item["last_success"])
+        result.append(item)
+    return result
+
+
+def _as_utc(value: Any) -> dt.datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)

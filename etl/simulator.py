@@ -1,0 +1,545 @@
+"""A simulated Asana on loopback: a real HTTP server serving the time tracking endpoints.
+
+It backs `asana-etl demo`, the tests and the benchmarks. The dataset is generated
+deterministically from a seed (users, projects, portfolios holding projects, tasks and
+entries, some attributed to no project, with Unicode, quotes and very long names) and
+can be edited while the server runs. The server behaves like the API described in
+`shared/asana/`: bearer auth, `limit` 1–100, opaque offsets bound to their query,
+`next_page: null` at the end, Asana's error bodies, and faults on demand (429 with
+Retry-After, 5xx, HTML error pages, connection resets, truncated bodies, expired offsets).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import itertools
+import json
+import random
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+DEMO_TOKEN = "demo-token"
+HELP = "For more information on API status codes and how to handle them, read the docs on errors: https://developers.asana.com/docs/errors"
+
+# Names that break naive code: quotes, accents, CJK, right-to-left, emoji, very long.
+_TRICKY_NAMES = [
+    'Zoë "Zed" Ångström',
+    "Seán O'Brien",
+    "李小龙",
+    "Ἀριστοτέλης",
+    "שׂרה כהן",
+    "Renée 🚀 Dupont",
+    "Robert'); DROP TABLE time_tracking_entries;--",
+    "back\\slash & <tags>",
+]
+_FIRST = ["Ada", "Grace", "Linus", "Margaret", "Alan", "Barbara", "Ken", "Frances", "Edsger", "Hedy"]
+_LAST = ["Lovelace", "Hopper", "Torvalds", "Hamilton", "Turing", "Liskov", "Thompson", "Allen"]
+_PROJECT_WORDS = ["Website", "Launch", "Migration", "Audit", "Onboarding", "Roadmap", "Support"]
+
+
+def long_name(seed: int, length: int = 300) -> str:
+    base = f"Very long name {seed} — ünïcödé “quoted” 'single' 名前 "
+    return (base * (length // len(base) + 1))[:length]
+
+
+@dataclass
+class Entry:
+    gid: str
+    task_gid: str
+    user_gid: str
+    attributable_to: str | None
+    duration_minutes: int
+    entered_on: dt.date
+
+
+@dataclass
+class Dataset:
+    """Everything the simulated Asana knows. Mutate it through its methods (thread-safe)."""
+
+    workspace_gid: str
+    users: dict[str, str] = field(default_factory=dict)
+    projects: dict[str, str] = field(default_factory=dict)
+    portfolios: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
+    tasks: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    entries: dict[str, Entry] = field(default_factory=dict)
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _next_gid: Iterator[int] = field(default_factory=lambda: itertools.count(1_200_000_000_000_001))
+    _cache: dict[tuple, list[str]] = field(default_factory=dict, repr=False)
+
+    def new_gid(self) -> str:
+        return str(next(self._next_gid))
+
+    @classmethod
+    def generate(
+        cls,
+        seed: int = 1,
+        *,
+        entries: int = 1000,
+        users: int = 12,
+        projects: int = 10,
+        portfolios: int = 3,
+        tasks: int = 60,
+        start: dt.date = dt.date(2026, 1, 1),
+        days: int = 300,
+    ) -> Dataset:
+        """A deterministic dataset: the same arguments always give the same data."""
+        rng = random.Random(seed)
+        data = cls(workspace_gid="1100000000000001")
+        for i in range(users):
+            if i < len(_TRICKY_NAMES):
+                name = _TRICKY_NAMES[i]
+            elif i == len(_TRICKY_NAMES):
+                name = long_name(i)
+            else:
+                name = f"{rng.choice(_FIRST)} {rng.choice(_LAST)} {i}"
+            data.users[data.new_gid()] = name
+        for i in range(projects):
+            name = long_name(1000 + i, 310) if i == 1 else f"{rng.choice(_PROJECT_WORDS)} {i} “Q{i % 4 + 1}”"
+            data.projects[data.new_gid()] = name
+        project_gids = list(data.projects)
+        for i in range(portfolios):
+            held = rng.sample(project_gids, k=min(len(project_gids), max(1, len(project_gids) // 3)))
+            data.portfolios[data.new_gid()] = (f"Portfolio {i} – ‘FY{26 + i}’", held)
+        for i in range(tasks):
+            # about one task in eight belongs to no project: its entries have attributable_to null
+            project = None if i % 8 == 7 else rng.choice(project_gids)
+            data.tasks[data.new_gid()] = (f"Task {i}", project)
+        task_gids, user_gids = list(data.tasks), list(data.users)
+        for _ in range(entries):
+            task = rng.choice(task_gids)
+            data._add(
+                Entry(
+                    gid=data.new_gid(),
+                    task_gid=task,
+                    user_gid=rng.choice(user_gids),
+                    attributable_to=data.tasks[task][1],
+                    duration_minutes=rng.randint(1, 480),
+                    entered_on=start + dt.timedelta(days=rng.randrange(days)),
+                )
+            )
+        return data
+
+    def _add(self, entry: Entry) -> None:
+        self.entries[entry.gid] = entry
+        self._cache.clear()
+
+    # --- edits, as a user of Asana would make them ------------------------------------
+
+    def add_entry(self, task_gid: str, user_gid: str, duration_minutes: int, entered_on: dt.date,
+                  gid: str | None = None) -> Entry:
+        with self.lock:
+            entry = Entry(gid or self.new_gid(), task_gid, user_gid, self.tasks[task_gid][1],
+                          duration_minutes, entered_on)
+            self._add(entry)
+            return entry
+
+    def edit_entry(self, gid: str, **changes: Any) -> None:
+        with self.lock:
+            entry = self.entries[gid]
+            for key, value in changes.items():
+                if not hasattr(entry, key):
+                    raise KeyError(key)
+                setattr(entry, key, value)
+            self._cache.clear()
+
+    def delete_entry(self, gid: str) -> None:
+        with self.lock:
+            del self.entries[gid]
+            self._cache.clear()
+
+    def rename_user(self, gid: str, name: str) -> None:
+        with self.lock:
+            self.users[gid] = name
+
+    def rename_project(self, gid: str, name: str) -> None:
+        with self.lock:
+            self.projects[gid] = name
+
+    # --- reading, as the API does ----------------------------------------------------
+
+    def entry_json(self, entry: Entry, fields: set[str] | None) -> dict[str, Any]:
+        """The entry as the API shows it with these `opt_fields` (None: the default)."""
+        full: dict[str, Any] = {"gid": entry.gid, "resource_type": "time_tracking_entry"}
+        wanted = fields if fields is not None else {"duration_minutes"}
+
+        def compact(kind: str, gid: str | None, names: dict[str, str], prefix: str) -> Any:
+            if gid is None:
+                return None
+            obj: dict[str, Any] = {"gid": gid, "resource_type": kind}
+            if f"{prefix}.name" in wanted:
+                obj["name"] = names[gid]
+            return obj
+
+        if "duration_minutes" in wanted:
+            full["duration_minutes"] = entry.duration_minutes
+        if "entered_on" in wanted:
+            full["entered_on"] = entry.entered_on.isoformat()
+        if wanted & {"attributable_to", "attributable_to.name"}:
+            full["attributable_to"] = compact("project", entry.attributable_to, self.projects, "attributable_to")
+        if wanted & {"created_by", "created_by.name"}:
+            full["created_by"] = compact("user", entry.user_gid, self.users, "created_by")
+        if wanted & {"task", "task.name"}:
+            task = {"gid": entry.task_gid, "resource_type": "task"}
+            if "task.name" in wanted:
+                task["name"] = self.tasks[entry.task_gid][0]
+            full["task"] = task
+        return full
+
+    def matching(self, filters: tuple[tuple[str, str], ...]) -> list[str]:
+        """Gids of the entries that pass every filter, in a stable order."""
+        with self.lock:
+            cached = self._cache.get(filters)
+            if cached is not None:
+                return cached
+            tests: list[Callable[[Entry], bool]] = []
+            for name, gid in filters:
+                if name == "user":
+                    tests.append(lambda e, g=gid: e.user_gid == g)
+                elif name == "attributable_to":
+                    tests.append(lambda e, g=gid: e.attributable_to == g)
+                elif name == "task":
+                    tests.append(lambda e, g=gid: e.task_gid == g)
+                elif name == "portfolio":
+                    held = set(self.portfolios[gid][1])
+                    tests.append(lambda e, h=held: e.attributable_to in h)
+                elif name == "entered_on_start_date":
+                    day = dt.date.fromisoformat(gid)
+                    tests.append(lambda e, d=day: e.entered_on >= d)
+                elif name == "entered_on_end_date":
+                    day = dt.date.fromisoformat(gid)
+                    tests.append(lambda e, d=day: e.entered_on <= d)
+                # workspace: every entry of the (single) workspace
+            gids = sorted(g for g, e in self.entries.items() if all(t(e) for t in tests))
+            self._cache[filters] = gids
+            return gids
+
+
+@dataclass
+class Fault:
+    """An answer to give instead of the real one.
+
+    kind: an HTTP status (429, 500, 502, ...), or "reset" (close the connection without
+    answering), "truncate" (a 200 whose JSON body is cut short), "expire_offset" (a 400
+    naming `offset`, only on requests that carry one).
+    """
+
+    kind: int | str
+    times: int = 1
+    retry_after: float | None = None
+    match: Callable[[str, dict[str, str]], bool] = lambda path, params: True
+
+
+@dataclass
+class RequestRecord:
+    method: str
+    path: str
+    params: dict[str, str]
+    status: int | str
+
+
+class AsanaSimulator:
+    """Serve a `Dataset` over HTTP on 127.0.0.1.
+
+    Use as a context manager, or call `start()` / `stop()`.
+
+    Attributes:
+        token: the only bearer token accepted.
+        forbidden: gids whose objects answer 403.
+        payment_required: answer every request with 402 (plan without time tracking).
+        offset_ttl: seconds an offset stays valid (None: forever).
+        latency: seconds to wait before answering each request.
+    """
+
+    def __init__(self, dataset: Dataset | None = None, *, token: str = DEMO_TOKEN, port: int = 0,
+                 latency: float = 0.0) -> None:
+        self.dataset = dataset or Dataset.generate()
+        self.token = token
+        self.forbidden: set[str] = set()
+        self.payment_required = False
+        self.offset_ttl: float | None = None
+        self.latency = latency
+        self.requests: list[RequestRecord] = []
+        self._faults: list[Fault] = []
+        self._lock = threading.Lock()
+        self._secret = hashlib.sha256(f"{id(self)}{time.time()}".encode()).digest()
+        self._server = _Server(("127.0.0.1", port), _Handler)
+        self._server.simulator = self
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/api/1.0"
+
+    def start(self) -> AsanaSimulator:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="asana-simulator",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> AsanaSimulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- faults ----------------------------------------------------------------------
+
+    def add_fault(self, kind: int | str, *, times: int = 1, retry_after: float | None = None,
+                  when: Callable[[str, dict[str, str]], bool] | None = None) -> Fault:
+        """Answer the next `times` matching requests with `kind` instead of the real answer."""
+        fault = Fault(kind, times, retry_after, when or (lambda path, params: True))
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def _take_fault(self, path: str, params: dict[str, str]) -> Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.kind == "expire_offset" and "offset" not in params:
+                    continue
+                if fault.times > 0 and fault.match(path, params):
+                    fault.times -= 1
+                    return fault
+        return None
+
+    def count(self, status: int | str | None = None, **params: str) -> int:
+        """How many requests were answered (with `status`, carrying these params)."""
+        with self._lock:
+            return sum(
+                1 for r in self.requests
+                if (status is None or r.status == status)
+                and all(r.params.get(k) == v for k, v in params.items())
+            )
+
+    def _record(self, method: str, path: str, params: dict[str, str], status: int | str) -> None:
+        with self._lock:
+            self.requests.append(RequestRecord(method, path, params, status))
+
+    # --- offsets ---------------------------------------------------------------------
+
+    def _query_key(self, params: dict[str, str]) -> str:
+        bound = sorted((k, v) for k, v in params.items() if k not in ("offset", "limit", "opt_pretty"))
+        return hashlib.sha256(json.dumps(bound).encode()).hexdigest()[:16]
+
+    def make_offset(self, params: dict[str, str], position: int) -> str:
+        payload = json.dumps([position, self._query_key(params), time.time()]).encode()
+        sig = hmac.new(self._secret, payload, hashlib.sha256).digest()[:12]
+        return base64.urlsafe_b64encode(payload + sig).decode().rstrip("=")
+
+    def read_offset(self, params: dict[str, str]) -> int | None:
+        """The position an offset stands for, or None if it is invalid or expired."""
+        token = params["offset"]
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            payload, sig = raw[:-12], raw[-12:]
+            if not hmac.compare_digest(sig, hmac.new(self._secret, payload, hashlib.sha256).digest()[:12]):
+                return None
+            position, key, issued = json.loads(payload)
+        except (ValueError, TypeError):
+            return None
+        if key != self._query_key(params):
+            return None
+        if self.offset_ttl is not None and time.time() - issued > self.offset_ttl:
+            return None
+        return int(position)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+    simulator: AsanaSimulator
+
+
+class _Reset(Exception):
+    """Drop the connection without an answer."""
+
+
+_FILTERS = ("task", "attributable_to", "portfolio", "user", "workspace")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read .requests
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        sim = self.server.simulator
+        parts = urlsplit(self.path)
+        params = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        path = parts.path
+        if sim.latency:
+            time.sleep(sim.latency)
+        try:
+            status, body, headers = self._answer(sim, path, params)
+        except _Reset:
+            sim._record("GET", path, params, "reset")
+            self._reset()
+            return
+        sim._record("GET", path, params, status)
+        self._send(status, body, headers)
+
+    def _answer(self, sim: AsanaSimulator, path: str, params: dict[str, str]
+                ) -> tuple[int, bytes, dict[str, str]]:
+        if self.headers.get("Authorization") != f"Bearer {sim.token}":
+            return _error(401, "Not Authorized")
+        fault = sim._take_fault(path, params)
+        if fault is not None:
+            return self._fault(sim, fault, path, params)
+        if sim.payment_required:
+            return _error(402, "Time tracking is only available on Asana's Advanced and Enterprise plans.")
+        prefix = "/api/1.0/time_tracking_entries"
+        if path == prefix:
+            return self._list(sim, params)
+        if path.startswith(prefix + "/"):
+            return self._one(sim, path[len(prefix) + 1:], params)
+        return _error(404, "Not found")
+
+    def _fault(self, sim: AsanaSimulator, fault: Fault, path: str, params: dict[str, str]
+               ) -> tuple[int, bytes, dict[str, str]]:
+        if fault.kind == "reset":
+            raise _Reset
+        if fault.kind == "truncate":
+            status, body, headers = self._answer_without_faults(sim, path, params)
+            return status, body[: max(1, len(body) // 2)], headers
+        if fault.kind == "expire_offset":
+            return _error(400, "offset: Your pagination token has expired or is invalid. "
+                               "Please restart your query.")
+        status = int(fault.kind)
+        headers = {}
+        if status == 429:
+            headers["Retry-After"] = f"{fault.retry_after if fault.retry_after is not None else 1:g}"
+            status, body, _ = _error(429, "You have made too many requests recently. "
+                                          "Please, be chill.")
+            return status, body, headers
+        if status in (502, 503, 504):
+            html = f"<html><head><title>{status}</title></head><body><h1>{status}</h1></body></html>"
+            return status, html.encode(), {"Content-Type": "text/html"}
+        return _error(status, {500: "Server Error"}.get(status, f"Simulated HTTP {status}"))
+
+    def _answer_without_faults(self, sim, path, params):
+        prefix = "/api/1.0/time_tracking_entries"
+        if path == prefix:
+            return self._list(sim, params)
+        return self._one(sim, path[len(prefix) + 1:], params)
+
+    def _list(self, sim: AsanaSimulator, params: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:
+        data = sim.dataset
+        filters = [(name, params[name]) for name in _FILTERS if name in params]
+        if not filters:
+            return _error(400, "Must specify exactly one of task, attributable_to, portfolio, "
+                               "user or workspace.")
+        for name, gid in filters:
+            if not gid.isdigit():
+                return _error(400, f"{name}: Not a valid gid: {gid}")
+            if gid in sim.forbidden:
+                return _error(403, f"{name}: Forbidden")
+            known = {
+                "task": data.tasks,
+                "attributable_to": data.projects,
+                "portfolio": data.portfolios,
+                "user": data.users,
+                "workspace": {data.workspace_gid: None},
+            }[name]
+            if gid not in known:
+                return _error(404, f"{name}: Unknown object: {gid}")
+        for name in ("entered_on_start_date", "entered_on_end_date"):
+            if name in params:
+                try:
+                    dt.date.fromisoformat(params[name])
+                except ValueError:
+                    return _error(400, f"{name}: Not a valid date: {params[name]}")
+                filters.append((name, params[name]))
+        limit = None
+        if "limit" in params:
+            try:
+                limit = int(params["limit"])
+            except ValueError:
+                limit = 0
+            if not 1 <= limit <= 100:
+                return _error(400, "limit: Must be between 1 and 100")
+        position = 0
+        if "offset" in params:
+            if limit is None:
+                return _error(400, "offset: An offset requires a limit")
+            read = sim.read_offset(params)
+            if read is None:
+                return _error(400, "offset: Your pagination token has expired or is invalid. "
+                                   "Please restart your query.")
+            position = read
+        fields = set(params["opt_fields"].split(",")) if params.get("opt_fields") else None
+        with data.lock:
+            gids = data.matching(tuple(filters))
+            if limit is None:
+                if len(gids) > 1000:
+                    return _error(400, "The result is too large. You should use pagination "
+                                       "(may require specifying a workspace)!")
+                page = gids
+                next_page = None
+            else:
+                page = gids[position:position + limit]
+                end = position + limit
+                next_page = None
+                if end < len(gids):
+                    offset = sim.make_offset(params, end)
+                    query = "&".join(f"{k}={v}" for k, v in sorted(params.items()) if k != "offset")
+                    path = f"/time_tracking_entries?{query}&offset={offset}"
+                    next_page = {"offset": offset, "path": path, "uri": sim.base_url + path}
+            body = {"data": [data.entry_json(data.entries[g], fields) for g in page]}
+        if limit is not None:
+            body["next_page"] = next_page
+        return _json(200, body)
+
+    def _one(self, sim: AsanaSimulator, gid: str, params: dict[str, str]
+             ) -> tuple[int, bytes, dict[str, str]]:
+        fields = set(params["opt_fields"].split(",")) if params.get("opt_fields") else None
+        with sim.dataset.lock:
+            entry = sim.dataset.entries.get(gid)
+            if entry is None:
+                return _error(404, f"time_tracking_entry: Unknown object: {gid}")
+            return _json(200, {"data": sim.dataset.entry_json(entry, fields)})
+
+    def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", headers.pop("Content-Type", "application/json; charset=UTF-8"))
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _reset(self) -> None:
+        # SO_LINGER 0: close with RST, as a dropped connection looks to the client
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+        self.connection.close()
+
+
+def _json(status: int, body: Any) -> tuple[int, bytes, dict[str, str]]:
+    return status, json.dumps(body, ensure_ascii=False).encode("utf-8"), {}
+
+
+def _error(status: int, message: str) -> tuple[int, bytes, dict[str, str]]:
+    error: dict[str, str] = {"message": message, "help": HELP}
+    if status >= 500:
+        error["phrase"] = "6 sad squid snuggle softly"
+    return _json(status, {"errors": [error]})

@@ -1,0 +1,174 @@
+"""Raw API entry → flat row for `time_tracking_entries` (pure, no I/O).
+
+Anything that is not a valid entry raises `RecordRejected` with a reason; the pipeline
+puts it in `rejected_records`, so a bad record never stops a run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any, NotRequired, TypedDict
+
+
+class RawCompact(TypedDict):
+    gid: str
+    resource_type: NotRequired[str]
+    name: NotRequired[str | None]
+
+
+class RawEntry(TypedDict):
+    """A time tracking entry as the endpoint returns it with our `opt_fields`."""
+
+    gid: str
+    resource_type: NotRequired[str]
+    duration_minutes: int
+    entered_on: str
+    attributable_to: NotRequired[RawCompact | None]
+    created_by: NotRequired[RawCompact | None]
+
+
+class EntryRow(TypedDict):
+    """The content columns of `time_tracking_entries` (bookkeeping columns are the loader's)."""
+
+    gid: str
+    duration_minutes: int
+    entered_on: dt.date
+    attributable_to_gid: str | None
+    attributable_to_name: str | None
+    created_by_gid: str | None
+    created_by_name: str | None
+    raw: dict[str, Any]
+
+
+#: The columns that make up an entry's content; a change in any of them is an update.
+CONTENT_COLUMNS = (
+    "duration_minutes",
+    "entered_on",
+    "attributable_to_gid",
+    "attributable_to_name",
+    "created_by_gid",
+    "created_by_name",
+    "raw",
+)
+
+MAX_GID_LENGTH = 64
+MAX_DURATION_MINUTES = 2**31 - 1
+
+
+class RecordRejected(ValueError):
+    """This record cannot become a row; `str(exc)` is the reason."""
+
+
+def to_row(raw: Any) -> EntryRow:
+    """Flatten one raw entry into a row.
+
+    Raises:
+        RecordRejected: missing or mistyped `gid`, `entered_on` or `duration_minutes`,
+            a malformed `attributable_to`/`created_by`, or text a database cannot store.
+    """
+    if not isinstance(raw, dict):
+        raise RecordRejected(f"entry is {_kind(raw)}, not an object")
+    gid = _gid(raw.get("gid"), "gid")
+    attributable_gid, attributable_name = _compact(raw, "attributable_to")
+    created_gid, created_name = _compact(raw, "created_by")
+    _check_storable(raw)
+    return EntryRow(
+        gid=gid,
+        duration_minutes=_duration(raw.get("duration_minutes", _MISSING)),
+        entered_on=_date(raw.get("entered_on", _MISSING)),
+        attributable_to_gid=attributable_gid,
+        attributable_to_name=attributable_name,
+        created_by_gid=created_gid,
+        created_by_name=created_name,
+        raw=raw,
+    )
+
+
+_MISSING = object()
+
+
+def _gid(value: Any, field: str) -> str:
+    if value is None or value is _MISSING:
+        raise RecordRejected(f"{field} is missing")
+    if not isinstance(value, str) or not value.isascii() or not value.isdigit():
+        raise RecordRejected(f"{field} is not a string of digits: {_short(value)}")
+    if len(value) > MAX_GID_LENGTH:
+        raise RecordRejected(f"{field} is longer than {MAX_GID_LENGTH} digits")
+    return value
+
+
+def _duration(value: Any) -> int:
+    if value is _MISSING or value is None:
+        raise RecordRejected("duration_minutes is missing")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RecordRejected(f"duration_minutes is not an integer: {_short(value)}")
+    if not 0 <= value <= MAX_DURATION_MINUTES:
+        raise RecordRejected(f"duration_minutes is out of range: {value}")
+    return value
+
+
+def _date(value: Any) -> dt.date:
+    if value is _MISSING or value is None:
+        raise RecordRejected("entered_on is missing")
+    # fromisoformat alone would also take "20240105" or week dates; Asana sends YYYY-MM-DD
+    if not isinstance(value, str) or len(value) != 10 or value[4] != "-" or value[7] != "-":
+        raise RecordRejected(f"entered_on is not a YYYY-MM-DD date: {_short(value)}")
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise RecordRejected(f"entered_on is not a valid date: {_short(value)}") from None
+
+
+def _compact(raw: dict[str, Any], field: str) -> tuple[str | None, str | None]:
+    """`{gid, name}` of a compact object, or (None, None) when it is null or absent."""
+    value = raw.get(field)
+    if value is None:
+        return None, None
+    if not isinstance(value, dict):
+        raise RecordRejected(f"{field} is {_kind(value)}, not an object or null")
+    gid = _gid(value.get("gid"), f"{field}.gid")
+    name = value.get("name")
+    if name is not None and not isinstance(name, str):
+        raise RecordRejected(f"{field}.name is {_kind(name)}, not a string")
+    return gid, name
+
+
+def _check_storable(raw: dict[str, Any]) -> None:
+    """Refuse text no backend can store: NUL characters and lone surrogates."""
+    text = json.dumps(raw, ensure_ascii=False)
+    if "\x00" in text or "\\u0000" in text:
+        raise RecordRejected("entry contains a NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RecordRejected("entry contains text that is not valid Unicode") from None
+
+
+def rejected_payload(raw: Any) -> str:
+    """The rejected record as JSON text that any backend can store."""
+    try:
+        text = json.dumps(raw, ensure_ascii=False, default=repr)
+        text.encode("utf-8")
+    except (UnicodeEncodeError, ValueError):
+        text = json.dumps(raw, ensure_ascii=True, default=repr)
+    return text
+
+
+def entry_gid(raw: Any) -> str | None:
+    """The gid of a (possibly invalid) record, if it has a usable one."""
+    gid = raw.get("gid") if isinstance(raw, dict) else None
+    if isinstance(gid, str) and gid.isascii() and gid.isdigit() and len(gid) <= MAX_GID_LENGTH:
+        return gid
+    return None
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}.get(
+        type(value), "null" if value is None else "a number"
+    )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
