@@ -216,7 +216,7 @@ class AsanaClient:
             raise RetriableError(f"request failed: {exc.__class__.__name__}") from None
         return classify(response)
 
-    _exponential = tenacity.wait_exponential_jitter(initial=0.5, max=60, jitter=0.5)
+    _exponential = tenacity.wait_exponential_jitter(multiplier=0.5, max=60, jitter=0.5)
 
     def _wait(self, retry_state: tenacity.RetryCallState) -> float:
         exc = retry_state.outcome.exception() if retry_state.outcome else None

@@ -1,0 +1,67 @@
+"""Helpers for tests: what the server holds vs. what the tables hold."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from etl.config import Scope
+from etl.db import time_tracking_entries
+from etl.simulator import DEMO_TOKEN, Dataset
+
+TOKEN = DEMO_TOKEN
+
+
+def all_scopes(data: Dataset) -> list[Scope]:
+    """Every user, project and portfolio: heavy overlap, every entry reachable."""
+    return (
+        [Scope("user", g) for g in data.users]
+        + [Scope("project", g) for g in data.projects]
+        + [Scope("portfolio", g) for g in data.portfolios]
+        + [Scope("workspace", data.workspace_gid)]
+    )
+
+
+def expected_rows(data: Dataset) -> dict[str, dict[str, Any]]:
+    """What `time_tracking_entries` must hold, built from the server's own data
+    (not through etl.transform), for field-by-field comparison."""
+    return {
+        e.gid: {
+            "gid": e.gid,
+            "duration_minutes": e.duration_minutes,
+            "entered_on": e.entered_on,
+            "attributable_to_gid": e.attributable_to,
+            "attributable_to_name": data.projects[e.attributable_to] if e.attributable_to else None,
+            "created_by_gid": e.user_gid,
+            "created_by_name": data.users[e.user_gid],
+        }
+        for e in data.entries.values()
+    }
+
+
+def stored_rows(engine: sa.Engine, *, live_only: bool = True) -> dict[str, dict[str, Any]]:
+    t = time_tracking_entries
+    columns = [
+        t.c.gid, t.c.duration_minutes, t.c.entered_on, t.c.attributable_to_gid,
+        t.c.attributable_to_name, t.c.created_by_gid, t.c.created_by_name,
+    ]
+    query = sa.select(*columns)
+    if live_only:
+        query = query.where(t.c.deleted_at.is_(None))
+    with engine.connect() as conn:
+        return {r.gid: dict(r._mapping) for r in conn.execute(query)}
+
+
+def table_snapshot(engine: sa.Engine, *, skip_prefix: str = "sync_run") -> dict[str, list[tuple]]:
+    """Every row of every table (but the run bookkeeping), to prove a run wrote nothing."""
+    meta = sa.MetaData()
+    meta.reflect(engine)
+    snapshot = {}
+    with engine.connect() as conn:
+        for name, table in sorted(meta.tables.items()):
+            if name.startswith(skip_prefix):
+                continue
+            rows = conn.execute(sa.select(table).order_by(*table.primary_key.columns or table.columns))
+            snapshot[name] = [tuple(r) for r in rows]
+    return snapshot

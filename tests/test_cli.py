@@ -1,0 +1,216 @@
+"""The command line: exit codes of the CONTRACT, one-line errors, summaries, no secrets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from etl import db
+from etl.cli import cli
+from tests.helpers import TOKEN, expected_rows, stored_rows
+
+SECRET = TOKEN
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in ("ASANA_ACCESS_TOKEN", "ASANA_ETL_CONFIG", "ASANA_ETL_DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+    def invoke(*args: str, env: dict | None = None):
+        return CliRunner().invoke(cli, list(args), env={"ASANA_ACCESS_TOKEN": SECRET, **(env or {})},
+                                  catch_exceptions=False)
+
+    return invoke
+
+
+@pytest.fixture
+def config(tmp_path, asana_server, database_url):
+    def write(scopes: str | None = None, extra: str = "") -> Path:
+        data = asana_server.dataset
+        scopes = scopes if scopes is not None else (
+            f'workspace = "{data.workspace_gid}"\nusers = {json.dumps(list(data.users)[:3])}'
+        )
+        path = tmp_path / "config.toml"
+        path.write_text(
+            f'[asana]\nbase_url = "{asana_server.base_url}"\npage_size = 50\n{extra}\n'
+            f'[database]\nurl = "{database_url}"\n[scopes]\n{scopes}\n', encoding="utf-8"
+        )
+        return path
+
+    return write
+
+
+def last_line(text: str) -> str:
+    return text.strip().splitlines()[-1]
+
+
+def test_sync_loads_and_prints_one_summary_line(run, config, asana_server, engine):
+    result = run("--config", str(config()), "sync")
+    assert result.exit_code == 0, result.output
+    summary = last_line(result.stdout)
+    assert summary.startswith("sync succeeded: 4 scopes, ")
+    for word in ("entries seen", "inserted", "updated", "unchanged", "rejected", " s"):
+        assert word in summary
+    assert stored_rows(engine) == expected_rows(asana_server.dataset)
+
+
+def test_config_file_from_environment_and_default_path(run, config, tmp_path):
+    path = config()
+    assert run("sync", env={"ASANA_ETL_CONFIG": str(path)}).exit_code == 0
+    assert run("sync").exit_code == 0  # ./config.toml in the current folder
+
+
+def test_a_failing_scope_exits_1_and_the_others_load(run, config, asana_server, engine):
+    data = asana_server.dataset
+    path = config(f'workspace = "{data.workspace_gid}"\nprojects = ["999"]')
+    result = run("--config", str(path), "sync")
+    assert result.exit_code == 1
+    assert "scope project:999 failed: HTTP 404: attributable_to: Unknown object: 999" in result.stderr
+    assert last_line(result.stdout).startswith("sync partial: 2 scopes (1 failed)")
+    assert stored_rows(engine) == expected_rows(data)
+
+
+def test_a_refused_token_exits_3(run, config, engine):
+    result = run("--config", str(config()), "sync", env={"ASANA_ACCESS_TOKEN": "wrong-token-value"})
+    assert result.exit_code == 3
+    assert "refused the token" in result.stderr
+    assert "wrong-token-value" not in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_plan_without_time_tracking_exits_3(run, config, asana_server):
+    asana_server.payment_required = True
+    result = run("--config", str(config()), "sync")
+    assert result.exit_code == 3 and "paid plan" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "scopes", "message"),
+    [
+        ("bogus = 1", None, "[asana] bogus: unknown key"),
+        ("", 'users = ["12x"]', "[scopes] users[0]: must be a gid"),
+        ("token = 'abc'", None, "[asana] token: the token must not be stored"),
+        ("timeout_seconds = 0", None, "timeout_seconds: must be greater than 0"),
+    ],
+)
+def test_config_errors_exit_2_naming_the_problem(run, config, extra, scopes, message):
+    path = config(scopes, extra)
+    result = run("--config", str(path), "sync")
+    assert result.exit_code == 2
+    assert message in result.stderr and str(path) in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_missing_config_file_exits_2(run, tmp_path):
+    result = run("--config", str(tmp_path / "absent.toml"), "sync")
+    assert result.exit_code == 2 and "config file not found" in result.stderr
+
+
+def test_missing_token_exits_2(run, config):
+    result = run("--config", str(config()), "sync", env={"ASANA_ACCESS_TOKEN": ""})
+    assert result.exit_code == 2 and "ASANA_ACCESS_TOKEN" in result.stderr
+
+
+def test_no_scopes_exits_2(run, config):
+    result = run("--config", str(config(scopes="")), "sync")
+    assert result.exit_code == 2 and "no scopes" in result.stderr
+
+
+def test_unusable_database_url_exits_2_with_the_password_masked(run, config):
+    url = "postgresql+psycopg://etl:hunter2secret@127.0.0.1:1/nowhere"
+    result = run("--config", str(config()), "sync", env={"ASANA_ETL_DATABASE_URL": url})
+    assert result.exit_code == 2
+    assert "cannot connect to postgresql+psycopg://etl:***@127.0.0.1:1/nowhere" in result.stderr
+    assert "hunter2secret" not in result.output
+
+
+def test_backfill_with_named_scopes_and_a_window(run, config, asana_server, engine):
+    data = asana_server.dataset
+    user = next(iter(data.users))
+    result = run("--config", str(config()), "backfill", "--user", user,
+                 "--since", "2026-02-01", "--until", "2026-02-28")
+    assert result.exit_code == 0, result.output
+    assert last_line(result.stdout).startswith("backfill succeeded: 1 scopes")
+    rows = stored_rows(engine)
+    assert rows and all(r["created_by_gid"] == user for r in rows.values())
+    assert all("2026-02-01" <= r["entered_on"].isoformat() <= "2026-02-28" for r in rows.values())
+
+
+def test_backfill_rejects_a_gid_that_is_not_digits(run, config):
+    result = run("--config", str(config()), "backfill", "--user", "abc")
+    assert result.exit_code == 2 and "not a gid" in result.stderr
+
+
+def test_db_upgrade_on_an_empty_sqlite_file(run, tmp_path):
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    result = run("db", "upgrade", env={"ASANA_ETL_DATABASE_URL": url})
+    assert result.exit_code == 0, result.output
+    engine = db.make_engine(url)
+    assert {"time_tracking_entries", "sync_runs"} <= set(sa.inspect(engine).get_table_names())
+    engine.dispose()
+
+
+def test_sync_no_migrate_on_an_empty_database_says_what_to_do(run, config):
+    result = run("--config", str(config()), "sync", "--no-migrate")
+    assert result.exit_code == 2 and "asana-etl db upgrade" in result.stderr
+
+
+def test_status_text_json_and_check(run, config, asana_server):
+    data = asana_server.dataset
+    path = config(f'workspace = "{data.workspace_gid}"\nprojects = ["999"]')
+    run("--config", str(path), "sync")
+    text = run("--config", str(path), "status")
+    assert text.exit_code == 0
+    assert "partial" in text.stdout and "STALE project:999" in text.stdout
+    assert "Unknown object" in text.stdout
+
+    as_json = json.loads(run("--config", str(path), "status", "--json").stdout)
+    assert as_json["runs"][0]["status"] == "partial"
+    scopes = {(s["scope_type"], s["scope_gid"]): s for s in as_json["scopes"]}
+    assert scopes[("project", "999")]["stale"] is True
+    assert scopes[("workspace", data.workspace_gid)]["stale"] is False
+
+    assert run("--config", str(path), "status", "--check").exit_code == 1
+    healthy = config(f'workspace = "{data.workspace_gid}"')
+    assert run("--config", str(healthy), "status", "--check").exit_code == 0
+
+
+def test_demo_runs_end_to_end_without_token_or_config(run, tmp_path):
+    result = run("demo", "--entries", "300", env={"ASANA_ACCESS_TOKEN": ""})
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "asana_demo.db").is_file()
+    assert last_line(result.stdout).startswith("demo succeeded: ")
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'asana_demo.db'}")
+    with engine.connect() as conn:
+        assert conn.scalar(sa.select(sa.func.count()).select_from(db.time_tracking_entries)) == 300
+    engine.dispose()
+
+
+def test_the_token_never_shows_in_any_output(run, config, asana_server):
+    path = config(extra="max_retries = 1\nbackoff_max_seconds = 0.001")
+    ok = run("--log-level", "debug", "--config", str(path), "sync")
+    asana_server.add_fault(500, times=100)
+    failing = run("--log-level", "debug", "--config", str(path), "sync")
+    bad = run("--log-level", "debug", "--log-format", "json", "--config", str(path), "sync",
+              env={"ASANA_ACCESS_TOKEN": "0/another-secret"})
+    assert ok.exit_code == 0 and failing.exit_code == 1 and bad.exit_code == 3
+    for result in (ok, failing, bad):
+        assert SECRET not in result.output and "another-secret" not in result.output
+
+
+@pytest.mark.parametrize("command", [[], ["db"], ["db", "upgrade"], ["sync"], ["backfill"],
+                                     ["status"], ["demo"]])
+def test_every_command_has_help(run, command):
+    result = run(*command, "--help")
+    assert result.exit_code == 0
+    assert "Usage: " in result.stdout and len(result.stdout.splitlines()) > 4
+
+
+def test_version(run):
+    assert run("--version").stdout.startswith("asana-etl, version ")

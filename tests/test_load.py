@@ -1,0 +1,89 @@
+"""Upserts: exact counts, unchanged rows never rewritten, links recorded once."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import sqlalchemy as sa
+
+from etl import db
+from etl.config import Scope
+from etl.load import link_entries, upsert_entries
+from etl.transform import to_row
+
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+T1 = T0 + dt.timedelta(days=1)
+
+
+def raw(gid: str, minutes: int = 30, name: str = "Ada") -> dict:
+    return {
+        "gid": gid, "resource_type": "time_tracking_entry", "duration_minutes": minutes,
+        "entered_on": "2026-01-05", "attributable_to": None,
+        "created_by": {"gid": "7", "resource_type": "user", "name": name},
+    }
+
+
+@pytest.fixture
+def migrated(engine):
+    db.upgrade(engine)
+    return engine
+
+
+def rows(engine):
+    t = db.time_tracking_entries
+    with engine.connect() as conn:
+        return {r.gid: r for r in conn.execute(sa.select(t))}
+
+
+def test_insert_then_unchanged_then_update(migrated):
+    with migrated.begin() as conn:
+        counts = upsert_entries(conn, [to_row(raw("1")), to_row(raw("2"))], T0)
+    assert (counts.inserted, counts.updated, counts.unchanged) == (2, 0, 0)
+
+    with migrated.begin() as conn:
+        counts = upsert_entries(conn, [to_row(raw("1")), to_row(raw("2", name="Ada Lovelace"))], T1)
+    assert (counts.inserted, counts.updated, counts.unchanged) == (0, 1, 1)
+
+    stored = rows(migrated)
+    assert stored["1"].updated_at == T0 and stored["1"].first_seen_at == T0
+    assert stored["2"].updated_at == T1 and stored["2"].first_seen_at == T0
+    assert stored["2"].created_by_name == "Ada Lovelace"
+    assert stored["2"].raw["created_by"]["name"] == "Ada Lovelace"
+
+
+def test_a_gid_twice_in_one_batch_counts_once(migrated):
+    with migrated.begin() as conn:
+        counts = upsert_entries(conn, [to_row(raw("1")), to_row(raw("1", minutes=45))], T0)
+    assert (counts.inserted, counts.updated, counts.unchanged) == (1, 0, 1)
+    assert rows(migrated)["1"].duration_minutes == 45
+
+
+def test_a_returning_entry_clears_deleted_at(migrated):
+    with migrated.begin() as conn:
+        upsert_entries(conn, [to_row(raw("1"))], T0)
+        conn.execute(sa.update(db.time_tracking_entries).values(deleted_at=T0))
+    with migrated.begin() as conn:
+        counts = upsert_entries(conn, [to_row(raw("1"))], T1)
+    assert counts.updated == 1
+    assert rows(migrated)["1"].deleted_at is None
+
+
+def test_timestamps_come_back_as_utc(migrated):
+    with migrated.begin() as conn:
+        upsert_entries(conn, [to_row(raw("1"))], T0.astimezone(dt.timezone(dt.timedelta(hours=5))))
+    assert rows(migrated)["1"].first_seen_at == T0
+    assert rows(migrated)["1"].first_seen_at.tzinfo == dt.UTC
+
+
+def test_links_are_recorded_once_per_scope(migrated):
+    user, project = Scope("user", "7"), Scope("project", "8")
+    with migrated.begin() as conn:
+        upsert_entries(conn, [to_row(raw("1")), to_row(raw("2"))], T0)
+        assert link_entries(conn, user, ["1", "2", "1"], T0) == 2
+        assert link_entries(conn, user, ["1", "2"], T0) == 0
+        assert link_entries(conn, project, ["2"], T0) == 1
+    with migrated.connect() as conn:
+        links = conn.execute(sa.select(db.time_tracking_entry_scopes.c.scope_type,
+                                       db.time_tracking_entry_scopes.c.entry_gid)).all()
+    assert sorted(links) == [("project", "2"), ("user", "1"), ("user", "2")]

@@ -1,0 +1,108 @@
+"""The simulated Asana speaks the endpoint as documented (checked with plain requests)."""
+
+from __future__ import annotations
+
+import requests
+
+from etl.simulator import AsanaSimulator, Dataset
+from tests.helpers import TOKEN
+
+
+def get(server, params, path="/time_tracking_entries", token=TOKEN):
+    return requests.get(server.base_url + path, params=params,
+                        headers={"Authorization": f"Bearer {token}"}, timeout=5)
+
+
+def test_the_dataset_is_deterministic():
+    a, b = Dataset.generate(seed=5, entries=50), Dataset.generate(seed=5, entries=50)
+    assert a.entries == b.entries and a.users == b.users and a.portfolios == b.portfolios
+    assert Dataset.generate(seed=6, entries=50).entries != a.entries
+
+
+def test_limit_is_validated(asana_server):
+    for limit in ("0", "101", "x"):
+        response = get(asana_server, {"workspace": asana_server.dataset.workspace_gid, "limit": limit})
+        assert response.status_code == 400
+        assert response.json()["errors"][0]["message"].startswith("limit:")
+
+
+def test_last_page_has_null_next_page(asana_server):
+    data = asana_server.dataset
+    body = get(asana_server, {"workspace": data.workspace_gid, "limit": 100}).json()
+    offset = body["next_page"]["offset"]
+    while True:
+        body = get(asana_server, {"workspace": data.workspace_gid, "limit": 100, "offset": offset}).json()
+        if body["next_page"] is None:
+            break
+        offset = body["next_page"]["offset"]
+    assert "next_page" in body and body["next_page"] is None
+
+
+def test_offsets_are_bound_to_their_query(asana_server):
+    data = asana_server.dataset
+    user = next(iter(data.users))
+    body = get(asana_server, {"workspace": data.workspace_gid, "limit": 5}).json()
+    offset = body["next_page"]["offset"]
+    reused = get(asana_server, {"user": user, "limit": 5, "offset": offset})
+    assert reused.status_code == 400
+    assert reused.json()["errors"][0]["message"].startswith("offset:")
+    forged = get(asana_server, {"workspace": data.workspace_gid, "limit": 5, "offset": "AAAA"})
+    assert forged.status_code == 400
+
+
+def test_expired_offsets(asana_server):
+    data = asana_server.dataset
+    offset = get(asana_server, {"workspace": data.workspace_gid, "limit": 5}).json()["next_page"]["offset"]
+    asana_server.offset_ttl = 0
+    expired = get(asana_server, {"workspace": data.workspace_gid, "limit": 5, "offset": offset})
+    assert expired.status_code == 400 and "offset" in expired.json()["errors"][0]["message"]
+
+
+def test_filters(asana_server):
+    data = asana_server.dataset
+    portfolio, (_, held) = next(iter(data.portfolios.items()))
+    body = get(asana_server, {"portfolio": portfolio, "limit": 100,
+                              "opt_fields": "attributable_to"}).json()
+    assert body["data"] and all(e["attributable_to"]["gid"] in held for e in body["data"])
+    task = next(iter(data.tasks))
+    body = get(asana_server, {"task": task}).json()  # no limit: everything, no next_page
+    assert {e["gid"] for e in body["data"]} == {g for g, e in data.entries.items() if e.task_gid == task}
+    assert "next_page" not in body
+
+
+def test_error_bodies(asana_server):
+    data = asana_server.dataset
+    assert get(asana_server, {}, token="nope").status_code == 401
+    assert get(asana_server, {"limit": 5}).status_code == 400
+    missing = get(asana_server, {"attributable_to": "123", "limit": 5})
+    assert missing.status_code == 404
+    assert missing.json() == {"errors": [{"message": "attributable_to: Unknown object: 123",
+                                          "help": missing.json()["errors"][0]["help"]}]}
+    asana_server.forbidden.add(data.workspace_gid)
+    assert get(asana_server, {"workspace": data.workspace_gid}).status_code == 403
+    asana_server.payment_required = True
+    assert get(asana_server, {"user": "1"}).status_code == 402
+
+
+def test_faults_on_demand(asana_server):
+    data = asana_server.dataset
+    asana_server.add_fault(429, retry_after=3)
+    response = get(asana_server, {"workspace": data.workspace_gid, "limit": 5})
+    assert response.status_code == 429 and response.headers["Retry-After"] == "3"
+    asana_server.add_fault(503)
+    response = get(asana_server, {"workspace": data.workspace_gid, "limit": 5})
+    assert response.status_code == 503 and response.text.startswith("<html>")
+    assert get(asana_server, {"workspace": data.workspace_gid, "limit": 5}).status_code == 200
+
+
+def test_single_entry_and_deletion(asana_server):
+    data = asana_server.dataset
+    gid = next(iter(data.entries))
+    assert get(asana_server, {}, path=f"/time_tracking_entries/{gid}").json()["data"]["gid"] == gid
+    data.delete_entry(gid)
+    assert get(asana_server, {}, path=f"/time_tracking_entries/{gid}").status_code == 404
+
+
+def test_the_server_binds_to_loopback_only():
+    with AsanaSimulator(Dataset.generate(entries=5)) as server:
+        assert server.base_url.startswith("http://127.0.0.1:")
