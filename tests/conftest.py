@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -10,7 +13,8 @@ import pytest
 import sqlalchemy as sa
 
 from etl.config import AsanaSettings, Scope, Secret, Settings
-from etl.db import make_engine
+from etl.db import check_connection, make_engine
+from etl.errors import EtlError
 from etl.simulator import AsanaSimulator, Dataset
 from tests.helpers import TOKEN, all_scopes
 
@@ -43,9 +47,68 @@ def sleep() -> SleepRecorder:
     return SleepRecorder()
 
 
+BACKENDS = ["sqlite", "postgresql", "mysql"]
+SERVER_URLS = {
+    "postgresql": os.environ.get(
+        "ASANA_ETL_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    ),
+    "mysql": os.environ.get(
+        "ASANA_ETL_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test"
+    ),
+}
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A private, empty database on each backend: a SQLite file, a PostgreSQL schema or a
+    MariaDB database, dropped afterwards. An unreachable server skips the test locally
+    and fails it in CI (CI=true)."""
+    backend = request.param
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'asana.db'}"
+        return
+    with private_database(backend) as url:
+        yield url
+
+
+def server_engine(backend: str) -> sa.Engine:
+    """An engine on the backend's server, or skip/fail when it cannot be reached."""
+    url = SERVER_URLS[backend]
+    try:
+        engine = make_engine(url)
+        check_connection(engine)
+    except EtlError as exc:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"{backend} is required in CI: {exc}")
+        pytest.skip(f"{backend} unreachable: {exc}")
+    return engine
+
+
+@contextlib.contextmanager
+def private_database(backend: str) -> Iterator[str]:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = server_engine(backend)
+    url = sa.engine.make_url(SERVER_URLS[backend])
+    if backend == "postgresql":
+        ddl_create, ddl_drop = f"CREATE SCHEMA {name}", f"DROP SCHEMA {name} CASCADE"
+        url = url.update_query_dict({"options": f"-csearch_path={name}"})
+    else:
+        ddl_create = f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+        ddl_drop = f"DROP DATABASE {name}"
+        url = url.set(database=name).update_query_dict({"charset": "utf8mb4"})
+    with admin.begin() as conn:
+        conn.exec_driver_sql(ddl_create)
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(ddl_drop)
+        admin.dispose()
+
+
 @pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'asana.db'}"
+def backend(database_url: str) -> str:
+    return sa.engine.make_url(database_url).get_backend_name()
 
 
 @pytest.fixture

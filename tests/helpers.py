@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import sqlalchemy as sa
@@ -65,3 +66,26 @@ def table_snapshot(engine: sa.Engine, *, skip_prefix: str = "sync_run") -> dict[
             rows = conn.execute(sa.select(table).order_by(*table.primary_key.columns or table.columns))
             snapshot[name] = [tuple(r) for r in rows]
     return snapshot
+
+
+def tuple_counters(engine: sa.Engine, runs_inserted: int | None = None) -> dict[str, tuple[int, int, int]]:
+    """PostgreSQL's (n_tup_ins, n_tup_upd, n_tup_del) per table of the current schema.
+
+    Statistics reach the view shortly after the writing backend flushes them (at the
+    latest when it exits); pass `runs_inserted`, the `sync_runs` insert count a finished
+    run must show, to wait until they have arrived.
+    """
+    query = sa.text(
+        "SELECT relname, n_tup_ins, n_tup_upd, n_tup_del FROM pg_stat_user_tables "
+        "WHERE schemaname = current_schema()"
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT pg_stat_clear_snapshot()")
+            counters = {r[0]: (r[1], r[2], r[3]) for r in conn.execute(query)}
+        if runs_inserted is None or counters["sync_runs"][0] >= runs_inserted:
+            return counters
+        if time.monotonic() > deadline:
+            raise AssertionError(f"statistics did not arrive: {counters}")
+        time.sleep(0.1)

@@ -12,7 +12,8 @@ from etl.config import Scope
 from etl.errors import AuthError, ExitCode
 from etl.pipeline import DateWindow, run_backfill, run_sync
 from etl.simulator import AsanaSimulator, Dataset
-from tests.helpers import expected_rows, stored_rows, table_snapshot
+from etl.config import AsanaSettings, Secret, Settings
+from tests.helpers import expected_rows, stored_rows, table_snapshot, tuple_counters
 
 
 def test_first_sync_loads_every_entry_field_for_field(asana_server, make_settings, engine, sleep):
@@ -222,8 +223,9 @@ def test_backfill_keeps_only_its_window(asana_server, make_settings, engine, sle
         assert conn.scalar(sa.select(db.sync_runs.c.command)) == "backfill"
 
 
-def test_five_thousand_entries_in_fifty_overlapping_scopes(tmp_path, sleep):
-    """The issue's acceptance shape: 5,000 entries, ~50 overlapping scopes, twice."""
+def test_five_thousand_entries_in_fifty_overlapping_scopes(database_url, backend, sleep):
+    """The acceptance shape, on every backend: 5,000 entries, 50 overlapping scopes, twice;
+    the second run writes nothing outside the run bookkeeping."""
     data = Dataset.generate(seed=11, entries=5000, users=25, projects=15, portfolios=5, tasks=200)
     scopes = (
         [Scope("user", g) for g in data.users]
@@ -233,20 +235,24 @@ def test_five_thousand_entries_in_fifty_overlapping_scopes(tmp_path, sleep):
         + [Scope("workspace", data.workspace_gid)]
     )
     assert len(scopes) == 50
-    url = f"sqlite:///{tmp_path / 'big.db'}"
     with AsanaSimulator(data) as server:
-        from etl.config import AsanaSettings, Secret, Settings
-
         settings = Settings(
             asana=AsanaSettings(base_url=server.base_url, token=Secret(server.token)),
-            database_url=url, scopes=tuple(scopes),
+            database_url=database_url, scopes=tuple(scopes),
         )
         first = run_sync(settings, sleep=sleep)
-        engine = db.make_engine(url)
+        engine = db.make_engine(database_url)
         assert stored_rows(engine) == expected_rows(data)
         before = table_snapshot(engine)
+        counters = tuple_counters(engine, runs_inserted=1) if backend == "postgresql" else None
+        if counters is not None:
+            assert counters["time_tracking_entries"] == (5000, 0, 0)
         second = run_sync(settings, sleep=sleep)
         assert table_snapshot(engine) == before
+        if counters is not None:
+            after = tuple_counters(engine, runs_inserted=counters["sync_runs"][0] + 1)
+            changed = {t for t in counters if counters[t] != after[t]}
+            assert changed <= {"sync_runs", "sync_run_scopes"}
         engine.dispose()
     assert first.counts.inserted == 5000
     assert second.counts.inserted == second.counts.updated == 0
