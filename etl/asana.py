@@ -25,6 +25,7 @@ from etl.config import AsanaSettings, Secret
 from etl.errors import (
     AsanaError,
     AuthError,
+    OffsetExpiredError,
     RateLimitedError,
     RequestRejectedError,
     RetriableError,
@@ -52,6 +53,7 @@ class Page:
     data: list[dict[str, Any]]
     number: int
     offset: str | None = None
+    restart: int = 0
 
 
 def make_session(token: Secret, pool_size: int = 10) -> requests.Session:
@@ -248,6 +250,7 @@ class AsanaClient:
         """Follow `next_page.offset` until `next_page` is null, yielding pages as they come.
 
         Raises:
+            OffsetExpiredError: Asana no longer accepts the offset (restart the listing).
             RequestRejectedError: if Asana hands back an offset it already gave (a loop).
         """
         offset: str | None = None
@@ -256,7 +259,12 @@ class AsanaClient:
             query = dict(params, limit=page_size)
             if offset is not None:
                 query["offset"] = offset
-            body = self.get(path, query)
+            try:
+                body = self.get(path, query)
+            except RequestRejectedError as exc:
+                if offset is not None and exc.status == 400 and "offset" in exc.message.lower():
+                    raise OffsetExpiredError(exc.message, 400) from None
+                raise
             data = body.get("data")
             if not isinstance(data, list):
                 raise RequestRejectedError(f"page {number + 1} of the listing has no `data` list")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import click
 from etl import __version__, db, runs
 from etl.config import ENV_CONFIG, Scope, Settings, load_settings
 from etl.demo import DEMO_DATABASE_URL, run_demo
-from etl.errors import EtlError, ExitCode
+from etl.errors import EtlError, ExitCode, Interrupted
 from etl.pipeline import DateWindow, RunResult, prepare_database, run_backfill, run_sync
 
 log = logging.getLogger("etl")
@@ -33,6 +34,10 @@ class _EtlGroup(click.Group):
             for line in str(exc).splitlines():
                 click.echo(f"error: {line}", err=True)
             ctx.exit(int(exc.exit_code))
+        except Interrupted as exc:
+            click.echo(f"error: {exc}; the page in hand was rolled back and the run recorded "
+                       "as failed", err=True)
+            ctx.exit(exc.exit_code)
 
 
 class _JsonFormatter(logging.Formatter):
@@ -232,5 +237,13 @@ def demo(ctx: click.Context, database_url: str, entries: int) -> None:
     _finish(ctx, result)
 
 
+def _interrupt(signum: int, _frame: Any) -> None:
+    raise Interrupted(signal.Signals(signum).name, signum)
+
+
 def main() -> None:
+    # SIGTERM (systemd, Kubernetes, kill) and SIGINT (Ctrl-C) stop the run gracefully:
+    # the exception unwinds through the open transaction, which rolls back
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     cli(prog_name="asana-etl")

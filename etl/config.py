@@ -8,6 +8,7 @@ log line or exception message can show it.
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import os
 import tomllib
@@ -70,6 +71,21 @@ class Scope:
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.gid}"
+
+
+@dataclass(frozen=True)
+class DateWindow:
+    """Inclusive bounds on `entered_on`; None means open."""
+
+    since: dt.date | None = None
+    until: dt.date | None = None
+
+    def __post_init__(self) -> None:
+        if self.since and self.until and self.since > self.until:
+            raise ConfigError(f"--since {self.since} is after --until {self.until}")
+
+    def __contains__(self, day: dt.date) -> bool:
+        return (self.since is None or day >= self.since) and (self.until is None or day <= self.until)
 
 
 @dataclass(frozen=True)

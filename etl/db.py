@@ -162,7 +162,27 @@ sync_run_scopes = sa.Table(
     sa.Column("retries", sa.Integer, nullable=False, server_default="0"),
     sa.Column("retry_after_seconds", sa.Float, nullable=False, server_default="0"),
     sa.Column("error", sa.Text, nullable=True),
+    sa.Column("deleted", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("restarts", sa.Integer, nullable=False, server_default="0"),
     sa.Index(None, "scope_type", "scope_gid", "status"),
+    **MYSQL_TABLE_ARGS,
+)
+
+#: What the current pass of each scope has seen, so that deletion detection can ask the
+#: database (not a set in memory) which linked entries the pass did not see. Rows live
+#: only while their scope is being listed; bookkeeping, like the other sync_run* tables.
+sync_run_seen_entries = sa.Table(
+    "sync_run_seen_entries",
+    metadata,
+    sa.Column(
+        "run_id",
+        sa.Integer,
+        sa.ForeignKey("sync_runs.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("scope_type", sa.String(16), primary_key=True),
+    sa.Column("scope_gid", gid_type(), primary_key=True),
+    sa.Column("entry_gid", gid_type(), primary_key=True),
     **MYSQL_TABLE_ARGS,
 )
 

@@ -77,3 +77,25 @@ class AuthError(AsanaError):
     """401 (token refused) or 402 (plan without time tracking): fails the whole run."""
 
     exit_code = ExitCode.ASANA_REFUSED
+
+
+class OffsetExpiredError(RequestRejectedError):
+    """400 naming `offset`: the listing's continuation token expired; restart the listing."""
+
+
+class LockError(EtlError):
+    """Another run holds this database's run lock."""
+
+    exit_code = ExitCode.LOCKED
+
+
+class Interrupted(BaseException):
+    """SIGTERM/SIGINT: stop at once, roll back the page in hand, record the run as failed.
+
+    A BaseException, like KeyboardInterrupt, so that no `except Exception` swallows it.
+    """
+
+    def __init__(self, signal_name: str, signal_number: int):
+        super().__init__(f"interrupted by {signal_name}")
+        self.signal_name = signal_name
+        self.exit_code = 128 + signal_number

@@ -16,12 +16,18 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from etl.config import Scope
-from etl.db import rejected_records, time_tracking_entries, time_tracking_entry_scopes
+from etl.config import DateWindow, Scope
+from etl.db import (
+    rejected_records,
+    sync_run_seen_entries,
+    time_tracking_entries,
+    time_tracking_entry_scopes,
+)
 from etl.transform import CONTENT_COLUMNS, EntryRow
 
 entries = time_tracking_entries
 links = time_tracking_entry_scopes
+seen = sync_run_seen_entries
 
 
 @dataclass
@@ -91,28 +97,94 @@ def _upsert_statement(dialect: str) -> sa.Executable:
 
 def link_entries(conn: sa.Connection, scope: Scope, gids: Iterable[str], now: dt.datetime) -> int:
     """Record that `scope`'s listing holds these entries; returns how many links are new."""
+    return _insert_missing(conn, links, {"scope_type": scope.kind, "scope_gid": scope.gid},
+                           gids, {"first_seen_at": now})
+
+
+def mark_seen(conn: sa.Connection, run_id: int, scope: Scope, gids: Iterable[str]) -> None:
+    """Remember, for deletion detection, that this pass of `scope` saw these entries."""
+    key = {"run_id": run_id, "scope_type": scope.kind, "scope_gid": scope.gid}
+    _insert_missing(conn, seen, key, gids, {})
+
+
+def _insert_missing(
+    conn: sa.Connection, table: sa.Table, key: dict[str, Any], gids: Iterable[str],
+    extra: dict[str, Any],
+) -> int:
+    """Insert (key, entry_gid) rows that are not there yet; never rewrite existing ones."""
     wanted = set(gids)
     if not wanted:
         return 0
     existing = set(
         conn.execute(
-            sa.select(links.c.entry_gid).where(
-                links.c.scope_type == scope.kind,
-                links.c.scope_gid == scope.gid,
-                links.c.entry_gid.in_(list(wanted)),
+            sa.select(table.c.entry_gid).where(
+                *(table.c[k] == v for k, v in key.items()), table.c.entry_gid.in_(list(wanted))
             )
         ).scalars()
     )
     new = sorted(wanted - existing)
     if new:
-        conn.execute(
-            sa.insert(links),
-            [
-                {"scope_type": scope.kind, "scope_gid": scope.gid, "entry_gid": g, "first_seen_at": now}
-                for g in new
-            ],
-        )
+        conn.execute(sa.insert(table), [{**key, "entry_gid": g, **extra} for g in new])
     return len(new)
+
+
+def deletion_candidates(
+    conn: sa.Connection, run_id: int, scope: Scope, window: DateWindow, limit: int
+) -> list[str]:
+    """Live entries linked to `scope` (within `window`) that this pass has not seen."""
+    not_seen = ~sa.exists().where(
+        seen.c.run_id == run_id,
+        seen.c.scope_type == scope.kind,
+        seen.c.scope_gid == scope.gid,
+        seen.c.entry_gid == links.c.entry_gid,
+    )
+    query = (
+        sa.select(links.c.entry_gid)
+        .join(entries, entries.c.gid == links.c.entry_gid)
+        .where(
+            links.c.scope_type == scope.kind,
+            links.c.scope_gid == scope.gid,
+            entries.c.deleted_at.is_(None),
+            not_seen,
+        )
+        .order_by(links.c.entry_gid)
+        .limit(limit)
+    )
+    if window.since is not None:
+        query = query.where(entries.c.entered_on >= window.since)
+    if window.until is not None:
+        query = query.where(entries.c.entered_on <= window.until)
+    return list(conn.execute(query).scalars())
+
+
+def mark_deleted(conn: sa.Connection, gid: str, now: dt.datetime) -> bool:
+    """Asana confirmed the entry is gone: stamp `deleted_at` (the row stays)."""
+    result = conn.execute(
+        sa.update(entries)
+        .where(entries.c.gid == gid, entries.c.deleted_at.is_(None))
+        .values(deleted_at=now)
+    )
+    return result.rowcount == 1
+
+
+def unlink(conn: sa.Connection, scope: Scope, gid: str) -> None:
+    """The entry left this scope's listing (moved to another project, say)."""
+    conn.execute(
+        sa.delete(links).where(
+            links.c.scope_type == scope.kind, links.c.scope_gid == scope.gid,
+            links.c.entry_gid == gid,
+        )
+    )
+
+
+def forget_seen(conn: sa.Connection, run_id: int | None = None, scope: Scope | None = None) -> None:
+    """Drop a finished pass's seen-rows (or, with no arguments, every leftover)."""
+    query = sa.delete(seen)
+    if run_id is not None:
+        query = query.where(seen.c.run_id == run_id)
+    if scope is not None:
+        query = query.where(seen.c.scope_type == scope.kind, seen.c.scope_gid == scope.gid)
+    conn.execute(query)
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,23 @@
 """run_sync / run_backfill: extract → transform → load, one committed transaction a page.
 
-A page's rows, its scope links, its rejected records and the run's counters commit
-together, so whatever was committed is consistent with the bookkeeping. A scope that
-fails (403, 404, retries exhausted) is recorded as failed and the next scope goes on;
-a refused token or plan (401/402) stops the run.
+The order of a run:
+1. the database is reachable (else exit 2, nothing read);
+2. Asana accepts the token and the plan (one `limit=1` request; else exit 3, nothing
+   written);
+3. the run lock is taken (else exit 4), migrations applied, runs left `running` by a
+   dead process marked `abandoned`, and this run's row written;
+4. each scope is listed in full: a page's rows, its scope links, what the pass has seen,
+   its rejected records and the run's counters commit together, so a crash at any
+   moment leaves the tables consistent and a re-run completes them;
+5. a scope whose listing completed is checked for deletions;
+6. the run row gets its final status.
+
+A scope that fails (403, 404, retries exhausted) is recorded as failed and the next
+scope goes on; a refused token or plan (401/402) stops the run.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
 from collections.abc import Sequence
@@ -19,29 +28,19 @@ import sqlalchemy as sa
 
 from etl import db, runs
 from etl.asana import AsanaClient, Sleep
-from etl.config import Scope, Settings
-from etl.errors import AsanaError, AuthError, ConfigError, DatabaseError, ExitCode
-from etl.extract import iter_time_entry_pages
-from etl.load import Rejection, insert_rejected, link_entries, upsert_entries
+from etl.config import DateWindow, Scope, Settings
+from etl.deletions import detect_deletions
+from etl.errors import AsanaError, AuthError, ConfigError, DatabaseError, ExitCode, Interrupted
+from etl.extract import ENTRIES_PATH, iter_time_entry_pages, scope_params
+from etl.load import Rejection, forget_seen, insert_rejected, link_entries, mark_seen, upsert_entries
+from etl.lock import run_lock
 from etl.runs import PageCounts
 from etl.transform import RecordRejected, entry_gid, rejected_payload, to_row
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class DateWindow:
-    """Inclusive bounds on `entered_on`; None means open."""
-
-    since: dt.date | None = None
-    until: dt.date | None = None
-
-    def __post_init__(self) -> None:
-        if self.since and self.until and self.since > self.until:
-            raise ConfigError(f"--since {self.since} is after --until {self.until}")
-
-    def __contains__(self, day: dt.date) -> bool:
-        return (self.since is None or day >= self.since) and (self.until is None or day <= self.until)
+#: How often one scope's listing may restart after an expired offset before it fails.
+MAX_LISTING_RESTARTS = 3
 
 
 @dataclass
@@ -50,8 +49,8 @@ class ScopeResult:
     status: str = runs.RUNNING
     counts: PageCounts = field(default_factory=PageCounts)
     pages: int = 0
+    restarts: int = 0
     error: str | None = None
-    recorded: bool = False  # has its sync_run_scopes row been written
 
 
 @dataclass
@@ -78,21 +77,48 @@ class RunResult:
             f"{self.command} {self.status}: {len(self.scopes)} scopes"
             f"{f' ({failed} failed)' if failed else ''}, {c.entries} entries seen, "
             f"{c.inserted} inserted, {c.updated} updated, {c.unchanged} unchanged, "
-            f"{c.rejected} rejected in {self.seconds:.1f} s"
+            f"{c.deleted} deleted, {c.rejected} rejected in {self.seconds:.1f} s"
+        )
+
+
+def open_database(url: str) -> sa.Engine:
+    """An engine on a database that answers (nothing is written)."""
+    engine = db.make_engine(url)
+    db.check_connection(engine)
+    return engine
+
+
+def migrate_or_check(engine: sa.Engine, *, migrate: bool) -> None:
+    """Bring the schema to head, or with `migrate` off, insist that it is there."""
+    if migrate:
+        db.upgrade(engine)
+    elif not db.is_up_to_date(engine):
+        raise DatabaseError(
+            f"the schema of {db.mask_url(str(engine.url))} is not up to date: "
+            "run `asana-etl db upgrade`"
         )
 
 
 def prepare_database(url: str, *, migrate: bool) -> sa.Engine:
     """An engine whose schema is at head: migrated here, or checked when `migrate` is off."""
-    engine = db.make_engine(url)
-    db.check_connection(engine)
-    if migrate:
-        db.upgrade(engine)
-    elif not db.is_up_to_date(engine):
-        raise DatabaseError(
-            f"the schema of {db.mask_url(url)} is not up to date: run `asana-etl db upgrade`"
-        )
+    engine = open_database(url)
+    migrate_or_check(engine, migrate=migrate)
     return engine
+
+
+def preflight(client: AsanaClient, scope: Scope) -> None:
+    """One `limit=1` request, so that a refused token or plan stops the run before it
+    writes anything.
+
+    Raises:
+        AuthError: 401 or 402. Any other failure is left for the scope's own listing.
+    """
+    try:
+        client.get(ENTRIES_PATH, {**scope_params(scope), "limit": 1, "opt_fields": "gid"})
+    except AuthError:
+        raise
+    except AsanaError as exc:
+        log.debug("preflight on scope %s: %s (left to the listing)", scope, exc.message)
 
 
 def run_sync(
@@ -104,23 +130,28 @@ def run_sync(
     migrate: bool = True,
     sleep: Sleep = time.sleep,
 ) -> RunResult:
-    """Read every scope in full and load it; returns the run's result (never raises for
-    a failed scope).
+    """Read every scope in full, load it and detect deletions; returns the run's result
+    (never raises for a failed scope).
 
     Raises:
         ConfigError: no token or no scopes.
         DatabaseError: the database cannot be used.
-        AuthError: Asana refused the token or the plan (the run, if it had started,
-            is recorded as failed).
+        AuthError: Asana refused the token or the plan (a run already started is
+            recorded as failed).
+        LockError: another run holds the lock.
+        Interrupted: SIGTERM/SIGINT (the run is recorded as failed).
     """
     token = settings.require_token()
-    scopes = list(scopes if scopes is not None else settings.scopes)
+    scopes = list(dict.fromkeys(scopes if scopes is not None else settings.scopes))
     if not scopes:
         raise ConfigError(f"no scopes to read: add some under [scopes] in {settings.source}")
-    engine = prepare_database(settings.database_url, migrate=migrate)
+    engine = open_database(settings.database_url)
     try:
         with AsanaClient(settings.asana, token, sleep=sleep) as client:
-            return _Run(engine, client, settings, command, scopes, window).execute()
+            preflight(client, scopes[0])
+            with run_lock(engine, command):
+                migrate_or_check(engine, migrate=migrate)
+                return _Run(engine, client, settings, command, scopes, window).execute()
     finally:
         engine.dispose()
 
@@ -140,22 +171,29 @@ def run_backfill(
 
 
 class _Run:
-    """One run's state: the run row is created with the first write, not before, so a
-    run that Asana refuses outright (401/402) leaves the database untouched."""
+    """One run, from its row in `sync_runs` to its final status."""
 
-    def __init__(self, engine, client, settings, command, scopes, window) -> None:
-        self.engine: sa.Engine = engine
-        self.client: AsanaClient = client
-        self.settings: Settings = settings
-        self.command: str = command
-        self.scopes: list[Scope] = scopes
-        self.window: DateWindow = window
-        self.run_id: int | None = None
+    def __init__(self, engine: sa.Engine, client: AsanaClient, settings: Settings, command: str,
+                 scopes: list[Scope], window: DateWindow) -> None:
+        self.engine = engine
+        self.client = client
+        self.settings = settings
+        self.command = command
+        self.scopes = scopes
+        self.window = window
         self.results: list[ScopeResult] = []
         self.started = time.monotonic()
+        with engine.begin() as conn:
+            now = runs.utcnow()
+            abandoned = runs.abandon_running(conn, now)
+            if abandoned:
+                log.warning("runs %s were left running by a dead process: marked abandoned",
+                            ", ".join(f"#{i}" for i in abandoned))
+            forget_seen(conn)  # leftovers of those runs
+            self.run_id = runs.start_run(conn, command, len(scopes), now)
 
     def execute(self) -> RunResult:
-        log.info("%s started: %d scopes", self.command, len(self.scopes))
+        log.info("run #%d (%s) started: %d scopes", self.run_id, self.command, len(self.scopes))
         try:
             for scope in self.scopes:
                 self.results.append(self._scope(scope))
@@ -172,72 +210,68 @@ class _Run:
         self._finish(status, error=f"{failed} of {len(self.results)} scopes failed" if failed else None)
         return self._result(status)
 
-    def _ensure_run(self, conn: sa.Connection, result: ScopeResult) -> int:
-        """Create the run row and this scope's row with the first write that needs them."""
-        now = runs.utcnow()
-        if self.run_id is None:
-            self.run_id = runs.start_run(conn, self.command, len(self.scopes), now)
-        if not result.recorded:
-            runs.start_scope(conn, self.run_id, result.scope, now)
-            result.recorded = True
-        return self.run_id
-
     def _scope(self, scope: Scope) -> ScopeResult:
         result = ScopeResult(scope)
         stats = self.client.stats
         before = (stats.retries, stats.retry_after_seconds)
+        with self.engine.begin() as conn:
+            runs.start_scope(conn, self.run_id, scope, runs.utcnow())
         log.info("scope %s: listing", scope)
         try:
-            for page in iter_time_entry_pages(self.client, scope, self.settings.asana.page_size):
+            pages = iter_time_entry_pages(
+                self.client, scope, self.settings.asana.page_size, MAX_LISTING_RESTARTS
+            )
+            for page in pages:
                 with self.engine.begin() as conn:
-                    run_id = self._ensure_run(conn, result)
-                    counts = self._load_page(conn, run_id, scope, page.data)
-                    runs.record_page(conn, run_id, scope, counts)
+                    counts = self._load_page(conn, scope, page.data)
+                    runs.record_page(conn, self.run_id, scope, counts)
                 result.pages += 1
+                result.restarts = page.restart
                 result.counts.add(counts)
                 log.debug("scope %s: page %d, %d entries", scope, page.number, len(page.data))
+            # the listing is complete: only now may anything it lacked count as deleted
+            result.counts.add(detect_deletions(self.engine, self.client, self.run_id, scope,
+                                               self.window))
         except AsanaError as exc:
             result.status, result.error = runs.FAILED, exc.message
+            self._close_scope(result, before)
             if isinstance(exc, AuthError):
-                # the whole run stops; if nothing was written yet, nothing is
-                if self.run_id is not None:
-                    self._close_scope(result, before)
                 raise
             log.error("scope %s failed: %s", scope, exc.message)
+            return result
         except BaseException as exc:
             result.status, result.error = runs.FAILED, _describe(exc)
-            if self.run_id is not None:
-                self._close_scope(result, before)
+            self._close_scope(result, before)
             raise
-        else:
-            result.status = runs.SUCCEEDED
-            c = result.counts
-            log.info(
-                "scope %s: %d pages, %d entries (%d inserted, %d updated, %d unchanged, "
-                "%d rejected)",
-                scope, result.pages, c.entries, c.inserted, c.updated, c.unchanged, c.rejected,
-            )
+        result.status = runs.SUCCEEDED
         self._close_scope(result, before)
+        c = result.counts
+        log.info(
+            "scope %s: %d pages, %d entries (%d inserted, %d updated, %d unchanged, "
+            "%d deleted, %d rejected)",
+            scope, result.pages, c.entries, c.inserted, c.updated, c.unchanged, c.deleted,
+            c.rejected,
+        )
         return result
 
     def _close_scope(self, result: ScopeResult, before: tuple[int, float]) -> None:
         stats = self.client.stats
         with self.engine.begin() as conn:
-            run_id = self._ensure_run(conn, result)
+            if result.status == runs.FAILED:
+                forget_seen(conn, self.run_id, result.scope)
             runs.finish_scope(
                 conn,
-                run_id,
+                self.run_id,
                 result.scope,
                 result.status,
                 runs.utcnow(),
                 retries=stats.retries - before[0],
                 retry_after_seconds=round(stats.retry_after_seconds - before[1], 3),
+                restarts=result.restarts,
                 error=result.error,
             )
 
-    def _load_page(
-        self, conn: sa.Connection, run_id: int, scope: Scope, records: list[Any]
-    ) -> PageCounts:
+    def _load_page(self, conn: sa.Connection, scope: Scope, records: list[Any]) -> PageCounts:
         now = runs.utcnow()
         rows, rejections = [], []
         for raw in records:
@@ -250,8 +284,11 @@ class _Run:
                 continue  # backfill --since/--until: not this run's business
             rows.append(row)
         upserted = upsert_entries(conn, rows, now)
-        link_entries(conn, scope, (r["gid"] for r in rows), now)
-        insert_rejected(conn, run_id, scope, rejections, now)
+        gids = [r["gid"] for r in rows]
+        link_entries(conn, scope, gids, now)
+        # a rejected record with a usable gid was still seen: it must not look deleted
+        mark_seen(conn, self.run_id, scope, gids + [r.entry_gid for r in rejections if r.entry_gid])
+        insert_rejected(conn, self.run_id, scope, rejections, now)
         for r in rejections:
             log.warning("scope %s: rejected entry %s: %s", scope, r.entry_gid or "(no gid)", r.reason)
         return PageCounts(
@@ -263,11 +300,11 @@ class _Run:
         )
 
     def _finish(self, status: str, error: str | None) -> None:
-        if self.run_id is None:
-            return
         failed = sum(r.status == runs.FAILED for r in self.results)
         with self.engine.begin() as conn:
-            runs.finish_run(conn, self.run_id, status, runs.utcnow(), scopes_failed=failed, error=error)
+            runs.finish_run(conn, self.run_id, status, runs.utcnow(), scopes_failed=failed,
+                            error=error)
+        log.info("run #%d finished: %s", self.run_id, status)
 
     def _result(self, status: str) -> RunResult:
         total = PageCounts()
@@ -285,7 +322,9 @@ class _Run:
 
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, KeyboardInterrupt):
-        return "interrupted"
+        return "interrupted by SIGINT"
+    if isinstance(exc, Interrupted):
+        return str(exc)
     if isinstance(exc, AsanaError):
         return exc.message
     return f"{exc.__class__.__name__}: {exc}"

@@ -36,6 +36,7 @@ class PageCounts:
     updated: int = 0
     unchanged: int = 0
     rejected: int = 0
+    deleted: int = 0
 
     def add(self, other: PageCounts) -> None:
         for f in fields(self):
@@ -68,8 +69,10 @@ def start_scope(conn: sa.Connection, run_id: int, scope: Scope, now: dt.datetime
     )
 
 
-def record_page(conn: sa.Connection, run_id: int, scope: Scope, counts: PageCounts) -> None:
-    """Add one page's counts to its scope's row and to the run's row."""
+def record_page(
+    conn: sa.Connection, run_id: int, scope: Scope, counts: PageCounts, pages: int = 1
+) -> None:
+    """Add one page's counts (or a deletion check's) to its scope's row and the run's row."""
     conn.execute(
         sa.update(sync_run_scopes)
         .where(
@@ -78,12 +81,13 @@ def record_page(conn: sa.Connection, run_id: int, scope: Scope, counts: PageCoun
             sync_run_scopes.c.scope_gid == scope.gid,
         )
         .values(
-            pages=sync_run_scopes.c.pages + 1,
+            pages=sync_run_scopes.c.pages + pages,
             entries=sync_run_scopes.c.entries + counts.entries,
             inserted=sync_run_scopes.c.inserted + counts.inserted,
             updated=sync_run_scopes.c.updated + counts.updated,
             unchanged=sync_run_scopes.c.unchanged + counts.unchanged,
             rejected=sync_run_scopes.c.rejected + counts.rejected,
+            deleted=sync_run_scopes.c.deleted + counts.deleted,
         )
     )
     conn.execute(
@@ -95,6 +99,7 @@ def record_page(conn: sa.Connection, run_id: int, scope: Scope, counts: PageCoun
             updated=sync_runs.c.updated + counts.updated,
             unchanged=sync_runs.c.unchanged + counts.unchanged,
             rejected=sync_runs.c.rejected + counts.rejected,
+            deleted=sync_runs.c.deleted + counts.deleted,
         )
     )
 
@@ -108,6 +113,7 @@ def finish_scope(
     *,
     retries: int = 0,
     retry_after_seconds: float = 0.0,
+    restarts: int = 0,
     error: str | None = None,
 ) -> None:
     conn.execute(
@@ -122,6 +128,7 @@ def finish_scope(
             finished_at=now,
             retries=retries,
             retry_after_seconds=retry_after_seconds,
+            restarts=restarts,
             error=error,
         )
     )
@@ -141,6 +148,24 @@ def finish_run(
         .where(sync_runs.c.id == run_id)
         .values(status=status, finished_at=now, scopes_failed=scopes_failed, error=error)
     )
+
+
+def abandon_running(conn: sa.Connection, now: dt.datetime) -> list[int]:
+    """Runs still marked running were left by a dead process (the caller holds the run
+    lock, so none is alive): mark them and their unfinished scopes abandoned."""
+    ids = list(conn.execute(sa.select(sync_runs.c.id).where(sync_runs.c.status == RUNNING)).scalars())
+    if ids:
+        conn.execute(
+            sa.update(sync_runs)
+            .where(sync_runs.c.id.in_(ids))
+            .values(status=ABANDONED, finished_at=now, error="the process running it died")
+        )
+        conn.execute(
+            sa.update(sync_run_scopes)
+            .where(sync_run_scopes.c.run_id.in_(ids), sync_run_scopes.c.status == RUNNING)
+            .values(status=ABANDONED, finished_at=now)
+        )
+    return ids
 
 
 def recent_runs(conn: sa.Connection, limit: int = 10) -> list[dict[str, Any]]:

@@ -258,6 +258,8 @@ class AsanaSimulator:
         payment_required: answer every request with 402 (plan without time tracking).
         offset_ttl: seconds an offset stays valid (None: forever).
         latency: seconds to wait before answering each request.
+        before_answer: called with (path, params) before each authorised request is
+            answered: to change the data mid-listing, or to hold a run in the middle.
     """
 
     def __init__(self, dataset: Dataset | None = None, *, token: str = DEMO_TOKEN, port: int = 0,
@@ -268,6 +270,7 @@ class AsanaSimulator:
         self.payment_required = False
         self.offset_ttl: float | None = None
         self.latency = latency
+        self.before_answer: Callable[[str, dict[str, str]], None] | None = None
         self.requests: list[RequestRecord] = []
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
@@ -395,13 +398,14 @@ class _Handler(BaseHTTPRequestHandler):
         path = parts.path
         if sim.latency:
             time.sleep(sim.latency)
+        self._recorded_as: str | None = None
         try:
             status, body, headers = self._answer(sim, path, params)
         except _Reset:
             sim._record("GET", path, params, "reset")
             self._reset()
             return
-        sim._record("GET", path, params, status)
+        sim._record("GET", path, params, self._recorded_as or status)
         self._send(status, body, headers)
 
     def _answer(self, sim: AsanaSimulator, path: str, params: dict[str, str]
@@ -411,6 +415,8 @@ class _Handler(BaseHTTPRequestHandler):
         fault = sim._take_fault(path, params)
         if fault is not None:
             return self._fault(sim, fault, path, params)
+        if sim.before_answer is not None:
+            sim.before_answer(path, params)
         if sim.payment_required:
             return _error(402, "Time tracking is only available on Asana's Advanced and Enterprise plans.")
         prefix = "/api/1.0/time_tracking_entries"
@@ -425,6 +431,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fault.kind == "reset":
             raise _Reset
         if fault.kind == "truncate":
+            self._recorded_as = "truncate"
             status, body, headers = self._answer_without_faults(sim, path, params)
             return status, body[: max(1, len(body) // 2)], headers
         if fault.kind == "expire_offset":

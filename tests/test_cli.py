@@ -29,21 +29,36 @@ def run(tmp_path, monkeypatch):
     return invoke
 
 
-@pytest.fixture
-def config(tmp_path, asana_server, database_url):
-    def write(scopes: str | None = None, extra: str = "") -> Path:
-        data = asana_server.dataset
+def config_writer(tmp_path, server, database_url):
+    """write(scopes, extra, **asana): a config file for the simulator; `asana` values are
+    raw TOML and replace the defaults, `extra` lines go at the end of [asana]."""
+
+    def write(scopes: str | None = None, extra: str = "", **asana: str) -> Path:
+        data = server.dataset
         scopes = scopes if scopes is not None else (
             f'workspace = "{data.workspace_gid}"\nusers = {json.dumps(list(data.users)[:3])}'
         )
+        values = {"base_url": f'"{server.base_url}"', "page_size": "50", **asana}
+        lines = "\n".join(f"{key} = {value}" for key, value in values.items())
         path = tmp_path / "config.toml"
         path.write_text(
-            f'[asana]\nbase_url = "{asana_server.base_url}"\npage_size = 50\n{extra}\n'
-            f'[database]\nurl = "{database_url}"\n[scopes]\n{scopes}\n', encoding="utf-8"
+            f'[asana]\n{lines}\n{extra}\n[database]\nurl = "{database_url}"\n'
+            f"[scopes]\n{scopes}\n", encoding="utf-8"
         )
         return path
 
     return write
+
+
+@pytest.fixture
+def config(tmp_path, asana_server, database_url):
+    return config_writer(tmp_path, asana_server, database_url)
+
+
+@pytest.fixture
+def sqlite_config(tmp_path, asana_server):
+    """For tests about the config itself: the database backend does not matter."""
+    return config_writer(tmp_path, asana_server, f"sqlite:///{tmp_path / 'cli.db'}")
 
 
 def last_line(text: str) -> str:
@@ -60,8 +75,8 @@ def test_sync_loads_and_prints_one_summary_line(run, config, asana_server, engin
     assert stored_rows(engine) == expected_rows(asana_server.dataset)
 
 
-def test_config_file_from_environment_and_default_path(run, config, tmp_path):
-    path = config()
+def test_config_file_from_environment_and_default_path(run, sqlite_config, tmp_path):
+    path = sqlite_config()
     assert run("sync", env={"ASANA_ETL_CONFIG": str(path)}).exit_code == 0
     assert run("sync").exit_code == 0  # ./config.toml in the current folder
 
@@ -91,20 +106,29 @@ def test_a_plan_without_time_tracking_exits_3(run, config, asana_server):
 
 
 @pytest.mark.parametrize(
-    ("extra", "scopes", "message"),
+    ("asana", "extra", "scopes", "message"),
     [
-        ("bogus = 1", None, "[asana] bogus: unknown key"),
-        ("", 'users = ["12x"]', "[scopes] users[0]: must be a gid"),
-        ("token = 'abc'", None, "[asana] token: the token must not be stored"),
-        ("timeout_seconds = 0", None, "timeout_seconds: must be greater than 0"),
+        ({}, "bogus = 1", None, "[asana] bogus: unknown key"),
+        ({}, "", 'users = ["12x"]', "[scopes] users[0]: must be a gid"),
+        ({}, "token = 'abc'", None, "[asana] token: the token must not be stored"),
+        ({"timeout_seconds": "0"}, "", None, "timeout_seconds: must be greater than 0"),
+        ({"page_size": "101"}, "", None, "page_size: must be between 1 and 100 (got 101)"),
+        ({"page_size": "'100'"}, "", None, "page_size: must be an integer (got a string)"),
+        ({"base_url": "'http://asana.example.com/api/1.0'"}, "", None,
+         "only allowed to a loopback host"),
+        ({}, "max_retries =", None, "not valid TOML: Invalid value (at line 4, column 14)"),
     ],
 )
-def test_config_errors_exit_2_naming_the_problem(run, config, extra, scopes, message):
-    path = config(scopes, extra)
+def test_config_errors_exit_2_naming_the_problem(run, sqlite_config, asana, extra, scopes, message,
+                                                 tmp_path, asana_server):
+    path = sqlite_config(scopes, extra, **asana)
     result = run("--config", str(path), "sync")
     assert result.exit_code == 2
     assert message in result.stderr and str(path) in result.stderr
     assert "Traceback" not in result.output
+    assert len(result.stderr.strip().splitlines()) == 1  # one clear line
+    assert asana_server.requests == []  # nothing was read ...
+    assert list(tmp_path.glob("*.db")) == []  # ... or written
 
 
 def test_missing_config_file_exits_2(run, tmp_path):
@@ -112,13 +136,13 @@ def test_missing_config_file_exits_2(run, tmp_path):
     assert result.exit_code == 2 and "config file not found" in result.stderr
 
 
-def test_missing_token_exits_2(run, config):
-    result = run("--config", str(config()), "sync", env={"ASANA_ACCESS_TOKEN": ""})
+def test_missing_token_exits_2(run, sqlite_config):
+    result = run("--config", str(sqlite_config()), "sync", env={"ASANA_ACCESS_TOKEN": ""})
     assert result.exit_code == 2 and "ASANA_ACCESS_TOKEN" in result.stderr
 
 
-def test_no_scopes_exits_2(run, config):
-    result = run("--config", str(config(scopes="")), "sync")
+def test_no_scopes_exits_2(run, sqlite_config):
+    result = run("--config", str(sqlite_config(scopes="")), "sync")
     assert result.exit_code == 2 and "no scopes" in result.stderr
 
 
@@ -128,6 +152,13 @@ def test_unusable_database_url_exits_2_with_the_password_masked(run, config):
     assert result.exit_code == 2
     assert "cannot connect to postgresql+psycopg://etl:***@127.0.0.1:1/nowhere" in result.stderr
     assert "hunter2secret" not in result.output
+
+
+def test_a_url_no_backend_understands_exits_2(run, sqlite_config):
+    result = run("--config", str(sqlite_config()), "sync",
+                 env={"ASANA_ETL_DATABASE_URL": "oracle+nothing://u:pw-hidden@host/db"})
+    assert result.exit_code == 2 and "pw-hidden" not in result.output
+    assert "unsupported database URL oracle+nothing://u:***@host/db" in result.stderr
 
 
 def test_backfill_with_named_scopes_and_a_window(run, config, asana_server, engine):
@@ -142,8 +173,8 @@ def test_backfill_with_named_scopes_and_a_window(run, config, asana_server, engi
     assert all("2026-02-01" <= r["entered_on"].isoformat() <= "2026-02-28" for r in rows.values())
 
 
-def test_backfill_rejects_a_gid_that_is_not_digits(run, config):
-    result = run("--config", str(config()), "backfill", "--user", "abc")
+def test_backfill_rejects_a_gid_that_is_not_digits(run, sqlite_config):
+    result = run("--config", str(sqlite_config()), "backfill", "--user", "abc")
     assert result.exit_code == 2 and "not a gid" in result.stderr
 
 
@@ -193,7 +224,7 @@ def test_demo_runs_end_to_end_without_token_or_config(run, tmp_path):
 
 
 def test_the_token_never_shows_in_any_output(run, config, asana_server):
-    path = config(extra="max_retries = 1\nbackoff_max_seconds = 0.001")
+    path = config(max_retries="1", backoff_max_seconds="0.001")
     ok = run("--log-level", "debug", "--config", str(path), "sync")
     asana_server.add_fault(500, times=100)
     failing = run("--log-level", "debug", "--config", str(path), "sync")

@@ -36,6 +36,8 @@ def test_pagination_follows_every_page_with_the_page_size(asana_server, make_set
     pages = -(-total // 7)
     assert result.scopes[0].pages == pages
     listing = [r for r in asana_server.requests if r.path.endswith("/time_tracking_entries")]
+    preflight, listing = listing[0], listing[1:]
+    assert preflight.params["limit"] == "1"  # token and plan checked before any write
     assert len(listing) == pages
     assert all(r.params["limit"] == "7" for r in listing)
     assert "offset" not in listing[0].params and all("offset" in r.params for r in listing[1:])
@@ -44,7 +46,7 @@ def test_pagination_follows_every_page_with_the_page_size(asana_server, make_set
 
 def test_requests_name_their_fields_explicitly(asana_server, make_settings, sleep):
     run_sync(make_settings(), sleep=sleep)
-    for record in asana_server.requests:
+    for record in asana_server.requests[1:]:  # after the one-entry preflight
         assert record.params["opt_fields"] == (
             "attributable_to,attributable_to.name,created_by,created_by.name,"
             "duration_minutes,entered_on"
@@ -144,7 +146,8 @@ def test_updated_at_moves_only_for_changed_rows(asana_server, make_settings, eng
 
 
 def test_rate_limit_and_server_error_are_retried(asana_server, make_settings, engine, sleep):
-    asana_server.add_fault(429, retry_after=7, times=2)
+    listing = lambda path, params: params.get("limit") == "50"  # not the preflight  # noqa: E731
+    asana_server.add_fault(429, retry_after=7, times=2, when=listing)
     asana_server.add_fault(500, when=lambda path, params: "offset" in params)
     result = run_sync(make_settings(page_size=50), sleep=sleep)
 
@@ -180,9 +183,7 @@ def test_a_refused_token_stops_the_run_and_writes_nothing(asana_server, make_set
         run_sync(make_settings(token="wrong-token"), sleep=sleep)
     assert info.value.status == 401
     assert "wrong-token" not in str(info.value)
-    with engine.connect() as conn:
-        assert conn.scalar(sa.select(sa.func.count()).select_from(db.sync_runs)) == 0
-        assert conn.scalar(sa.select(sa.func.count()).select_from(db.time_tracking_entries)) == 0
+    assert sa.inspect(engine).get_table_names() == []  # not even migrated
 
 
 def test_a_plan_without_time_tracking_is_said_plainly(asana_server, make_settings, sleep):
@@ -252,7 +253,7 @@ def test_five_thousand_entries_in_fifty_overlapping_scopes(database_url, backend
         if counters is not None:
             after = tuple_counters(engine, runs_inserted=counters["sync_runs"][0] + 1)
             changed = {t for t in counters if counters[t] != after[t]}
-            assert changed <= {"sync_runs", "sync_run_scopes"}
+            assert all(t.startswith("sync_run") for t in changed), changed
         engine.dispose()
     assert first.counts.inserted == 5000
     assert second.counts.inserted == second.counts.updated == 0

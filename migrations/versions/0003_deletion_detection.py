@@ -1,0 +1,47 @@
+"""deletion detection: per-pass seen entries, deleted and restart counts per scope
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-11-28
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+GID = sa.String(64)
+MYSQL = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("sync_run_scopes") as batch:
+        batch.add_column(sa.Column("deleted", sa.Integer, nullable=False, server_default="0"))
+        batch.add_column(sa.Column("restarts", sa.Integer, nullable=False, server_default="0"))
+    op.create_table(
+        "sync_run_seen_entries",
+        sa.Column("run_id", sa.Integer, nullable=False),
+        sa.Column("scope_type", sa.String(16), nullable=False),
+        sa.Column("scope_gid", GID, nullable=False),
+        sa.Column("entry_gid", GID, nullable=False),
+        sa.PrimaryKeyConstraint(
+            "run_id", "scope_type", "scope_gid", "entry_gid", name="pk_sync_run_seen_entries"
+        ),
+        sa.ForeignKeyConstraint(
+            ["run_id"],
+            ["sync_runs.id"],
+            name="fk_sync_run_seen_entries_run_id_sync_runs",
+            ondelete="CASCADE",
+        ),
+        **MYSQL,
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("sync_run_seen_entries")
+    with op.batch_alter_table("sync_run_scopes") as batch:
+        batch.drop_column("restarts")
+        batch.drop_column("deleted")
