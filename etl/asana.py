@@ -12,9 +12,10 @@ import email.utils
 import json
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -22,6 +23,7 @@ import tenacity
 
 from etl import __version__
 from etl.config import AsanaSettings, Secret
+from etl.ratelimit import RateLimiter
 from etl.errors import (
     AsanaError,
     AuthError,
@@ -164,24 +166,33 @@ class _Budget:
         return self.failures > self.max_failures
 
 
-@dataclass
+#: Asana's cap on requests in flight for one token.
+MAX_IN_FLIGHT = 50
+
+
 class AsanaClient:
-    """Talks to the Asana REST API with retries.
+    """Talks to the Asana REST API with retries and client-side rate limiting.
+
+    Safe to share between threads: one Session (one connection pool sized to
+    `concurrency`), one rate limiter, at most `MAX_IN_FLIGHT` requests in flight.
 
     Args:
-        settings: the `[asana]` settings (base URL, timeout, retry budgets).
+        settings: the `[asana]` settings (base URL, timeout, retry budgets, rate).
         token: the personal access token.
-        sleep: how to wait between attempts (tests pass a recorder that does not sleep).
+        sleep: how to wait between attempts and for the rate limiter (tests pass a
+            recorder that does not sleep).
     """
 
-    settings: AsanaSettings
-    token: Secret
-    sleep: Sleep = time.sleep
-    stats: CallStats = field(default_factory=CallStats)
-    session: requests.Session = field(init=False)
+    _exponential = tenacity.wait_exponential_jitter(multiplier=0.5, max=60, jitter=0.5)
 
-    def __post_init__(self) -> None:
-        self.session = make_session(self.token, pool_size=max(10, self.settings.concurrency))
+    def __init__(self, settings: AsanaSettings, token: Secret, sleep: Sleep = time.sleep) -> None:
+        self.settings = settings
+        self.sleep = sleep
+        self.stats = CallStats()
+        self.session = make_session(token, pool_size=max(10, settings.concurrency + 2))
+        self.limiter = RateLimiter(settings.requests_per_minute, sleep=self._sleep)
+        self._in_flight = threading.BoundedSemaphore(MAX_IN_FLIGHT)
+        self._stats_lock = threading.Lock()
 
     def close(self) -> None:
         self.session.close()
@@ -192,24 +203,62 @@ class AsanaClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def get(self, path: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """GET `path` with the retry policy; the decoded JSON body on success."""
+    def get(
+        self, path: str, params: Mapping[str, Any] | None = None, stats: CallStats | None = None
+    ) -> dict[str, Any]:
+        """GET `path` with the retry policy; the decoded JSON body on success.
+
+        `stats`, if given, also receives this call's requests, retries and waits (the
+        client's own `stats` always does).
+        """
         budget = _Budget(self.settings.max_retries, self.settings.max_rate_limit_waits)
+        sinks = [self.stats] if stats is None else [self.stats, stats]
+
+        def count(**increments: float) -> None:
+            with self._stats_lock:
+                for sink in sinks:
+                    for name, value in increments.items():
+                        setattr(sink, name, getattr(sink, name) + value)
+
+        def before_sleep(retry_state: tenacity.RetryCallState) -> None:
+            exc = retry_state.outcome.exception() if retry_state.outcome else None
+            assert isinstance(exc, AsanaError)
+            if isinstance(exc, RateLimitedError):
+                # everyone waits, not just this thread: the limiter holds all sends
+                wait = (exc.retry_after + random.uniform(0, 0.25) if exc.retry_after is not None
+                        else min(self._exponential(retry_state), self.settings.backoff_max_seconds))
+                self.limiter.pause(wait)
+                count(retries=1, rate_limited=1, retry_after_seconds=wait)
+            else:
+                wait = retry_state.next_action.sleep if retry_state.next_action else 0.0
+                count(retries=1)
+            log.info(
+                "retrying after %s (attempt %d, status %s, waiting %.2f s%s)",
+                exc.message,
+                retry_state.attempt_number,
+                exc.status if exc.status is not None else "-",
+                wait,
+                f", Asana phrase {exc.phrase!r}" if exc.phrase else "",
+            )
+
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(RetriableError),
             stop=budget.exhausted,
             wait=self._wait,
             sleep=self._sleep,
-            before_sleep=self._log_retry,
+            before_sleep=before_sleep,
             reraise=True,
         )
-        return retrying(self._get_once, path, params)
+        return retrying(self._get_once, path, params, count)
 
-    def _get_once(self, path: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
+    def _get_once(self, path: str, params: Mapping[str, Any] | None, count) -> dict[str, Any]:
         url = self.settings.base_url + path
-        self.stats.requests += 1
+        self.limiter.acquire()
+        count(requests=1)
         try:
-            response = self.session.get(url, params=params, timeout=self.settings.timeout_seconds)
+            with self._in_flight:
+                response = self.session.get(url, params=params,
+                                            timeout=self.settings.timeout_seconds)
         except requests.exceptions.Timeout:
             raise RetriableError(f"timed out after {self.settings.timeout_seconds:g} s") from None
         except requests.exceptions.ConnectionError as exc:
@@ -218,35 +267,19 @@ class AsanaClient:
             raise RetriableError(f"request failed: {exc.__class__.__name__}") from None
         return classify(response)
 
-    _exponential = tenacity.wait_exponential_jitter(multiplier=0.5, max=60, jitter=0.5)
-
     def _wait(self, retry_state: tenacity.RetryCallState) -> float:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
-        if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
-            return exc.retry_after + random.uniform(0, 0.25)
+        if isinstance(exc, RateLimitedError):
+            return 0.0  # the rate limiter's pause does the waiting (see before_sleep)
         return min(self._exponential(retry_state), self.settings.backoff_max_seconds)
 
     def _sleep(self, seconds: float) -> None:
-        self.sleep(seconds)
+        if seconds > 0:
+            self.sleep(seconds)
 
-    def _log_retry(self, retry_state: tenacity.RetryCallState) -> None:
-        exc = retry_state.outcome.exception() if retry_state.outcome else None
-        wait = retry_state.next_action.sleep if retry_state.next_action else 0.0
-        self.stats.retries += 1
-        if isinstance(exc, RateLimitedError):
-            self.stats.rate_limited += 1
-            self.stats.retry_after_seconds += wait
-        assert isinstance(exc, AsanaError)
-        log.info(
-            "retrying after %s (attempt %d, status %s, waiting %.2f s%s)",
-            exc.message,
-            retry_state.attempt_number,
-            exc.status if exc.status is not None else "-",
-            wait,
-            f", Asana phrase {exc.phrase!r}" if exc.phrase else "",
-        )
-
-    def paginate(self, path: str, params: Mapping[str, Any], page_size: int) -> Iterator[Page]:
+    def paginate(
+        self, path: str, params: Mapping[str, Any], page_size: int, stats: CallStats | None = None
+    ) -> Iterator[Page]:
         """Follow `next_page.offset` until `next_page` is null, yielding pages as they come.
 
         Raises:
@@ -260,7 +293,7 @@ class AsanaClient:
             if offset is not None:
                 query["offset"] = offset
             try:
-                body = self.get(path, query)
+                body = self.get(path, query, stats)
             except RequestRejectedError as exc:
                 if offset is not None and exc.status == 400 and "offset" in exc.message.lower():
                     raise OffsetExpiredError(exc.message, 400) from None

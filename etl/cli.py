@@ -16,10 +16,16 @@ from typing import Any
 import click
 
 from etl import __version__, db, runs
-from etl.config import ENV_CONFIG, Scope, Settings, load_settings
+from etl.config import ENV_CONFIG, DateWindow, Scope, Settings, load_settings
 from etl.demo import DEMO_DATABASE_URL, run_demo
 from etl.errors import EtlError, ExitCode, Interrupted
-from etl.pipeline import DateWindow, RunResult, prepare_database, run_backfill, run_sync
+from etl.pipeline import (
+    RunResult,
+    prepare_database,
+    request_stop,
+    run_backfill,
+    run_sync,
+)
 
 log = logging.getLogger("etl")
 
@@ -41,16 +47,19 @@ class _EtlGroup(click.Group):
 
 
 class _JsonFormatter(logging.Formatter):
+    """One JSON object a line: time, level, logger, event, message, and the record's
+    structured `fields` (passed as `extra={"event": ..., "fields": {...}}`)."""
+
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps(
-            {
-                "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(),
-                "level": record.levelname.lower(),
-                "logger": record.name,
-                "message": record.getMessage(),
-            },
-            ensure_ascii=False,
-        )
+        line: dict[str, Any] = {
+            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": getattr(record, "event", None) or "log",
+            "message": record.getMessage(),
+        }
+        line.update(getattr(record, "fields", None) or {})
+        return json.dumps(line, ensure_ascii=False, default=str)
 
 
 def _setup_logging(level: str, fmt: str) -> None:
@@ -238,7 +247,10 @@ def demo(ctx: click.Context, database_url: str, entries: int) -> None:
 
 
 def _interrupt(signum: int, _frame: Any) -> None:
-    raise Interrupted(signal.Signals(signum).name, signum)
+    name = signal.Signals(signum).name
+    # a loading run stops at its next safe point; anything else stops here and now
+    if not request_stop(name, signum):
+        raise Interrupted(name, signum)
 
 
 def main() -> None:

@@ -97,7 +97,7 @@ class AsanaSettings:
     max_rate_limit_waits: int = 20
     backoff_max_seconds: float = 60.0
     requests_per_minute: int = 1500
-    concurrency: int = 4
+    concurrency: int = 16
     token: Secret | None = field(default=None, repr=False)
 
 

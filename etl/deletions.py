@@ -5,23 +5,26 @@ a complete listing of a scope no longer shows. Each such candidate is confirmed 
 `GET /time_tracking_entries/{gid}`: a 404 stamps `deleted_at` (the row stays), a 200
 means the entry only left this scope, or was skipped because the data shifted between
 two pages. Nothing is ever marked deleted without Asana's 404.
+
+`iter_confirmations` does the reading (in a worker thread); `apply_confirmation` the
+writing (in the loader's transaction).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
 
 from etl import runs
-from etl.asana import AsanaClient
+from etl.asana import AsanaClient, CallStats
 from etl.config import DateWindow, Scope
 from etl.extract import fetch_entry, still_in_scope
 from etl.load import (
     Rejection,
     deletion_candidates,
-    forget_seen,
     insert_rejected,
     mark_deleted,
     mark_seen,
@@ -33,40 +36,34 @@ from etl.transform import RecordRejected, entry_gid, rejected_payload, to_row
 
 log = logging.getLogger(__name__)
 
-BATCH = 100
+BATCH = 200
 
 
-def detect_deletions(
-    engine: sa.Engine, client: AsanaClient, run_id: int, scope: Scope, window: DateWindow
-) -> PageCounts:
-    """Confirm every linked entry this pass did not see; returns what that changed.
+def iter_confirmations(
+    engine: sa.Engine, client: AsanaClient, run_id: int, scope: Scope, window: DateWindow,
+    stats: CallStats | None = None,
+) -> Iterator[tuple[str, dict[str, Any] | None]]:
+    """(gid, the entry as Asana has it now, or None if Asana answers 404) for every entry
+    linked to `scope` that this pass did not see.
 
     Raises:
-        AsanaError: a confirmation failed; what was confirmed before it stays committed.
+        AsanaError: a confirmation failed.
     """
-    total = PageCounts()
+    after = None
     while True:
         with engine.connect() as conn:
-            gids = deletion_candidates(conn, run_id, scope, window, BATCH)
+            gids = deletion_candidates(conn, run_id, scope, window, BATCH, after)
         if not gids:
-            break
+            return
         for gid in gids:
-            entry = fetch_entry(client, gid)
-            with engine.begin() as conn:
-                counts = _apply(conn, run_id, scope, gid, entry)
-                runs.record_page(conn, run_id, scope, counts, pages=0)
-            total.add(counts)
-    with engine.begin() as conn:
-        forget_seen(conn, run_id, scope)
-    if total.deleted or total.updated:
-        log.info("scope %s: %d deleted, %d changed outside the listing", scope, total.deleted,
-                 total.updated)
-    return total
+            yield gid, fetch_entry(client, gid, stats)
+        after = gids[-1]
 
 
-def _apply(
+def apply_confirmation(
     conn: sa.Connection, run_id: int, scope: Scope, gid: str, entry: dict[str, Any] | None
 ) -> PageCounts:
+    """Write what Asana said about one candidate; returns what that changed."""
     now = runs.utcnow()
     if entry is None:
         deleted = mark_deleted(conn, gid, now)
@@ -79,11 +76,11 @@ def _apply(
     try:
         row = to_row(listed)
     except RecordRejected as exc:
-        insert_rejected(conn, run_id, scope, [Rejection(entry_gid(listed), str(exc),
-                                                        rejected_payload(listed))], now)
+        rejection = Rejection(entry_gid(listed), str(exc), rejected_payload(listed))
+        insert_rejected(conn, run_id, scope, [rejection], now)
         mark_seen(conn, run_id, scope, [gid])
         return PageCounts(rejected=1)
-    upserted = upsert_entries(conn, [row], now)
+    upserted = upsert_entries(conn, [(scope, row)], now)[scope]
     if in_scope:
         # still listed by this scope: the pass skipped it because data shifted between pages
         mark_seen(conn, run_id, scope, [gid])

@@ -9,7 +9,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from etl.asana import AsanaClient, Page
+from etl.asana import AsanaClient, CallStats, Page
 from etl.config import Scope, ScopeKind
 from etl.errors import OffsetExpiredError, RequestRejectedError
 
@@ -40,7 +40,8 @@ def scope_params(scope: Scope) -> dict[str, str]:
 
 
 def iter_time_entry_pages(
-    client: AsanaClient, scope: Scope, page_size: int, max_restarts: int = 3
+    client: AsanaClient, scope: Scope, page_size: int, max_restarts: int = 3,
+    stats: CallStats | None = None,
 ) -> Iterator[Page]:
     """Yield the pages of one scope's listing as they arrive (constant memory).
 
@@ -54,7 +55,7 @@ def iter_time_entry_pages(
     params = {**scope_params(scope), "opt_fields": OPT_FIELDS}
     for restart in range(max_restarts + 1):
         try:
-            for page in client.paginate(ENTRIES_PATH, params, page_size):
+            for page in client.paginate(ENTRIES_PATH, params, page_size, stats):
                 page.restart = restart
                 yield page
             return
@@ -66,10 +67,12 @@ def iter_time_entry_pages(
             log.warning("scope %s: offset expired, restarting the listing: %s", scope, exc.message)
 
 
-def fetch_entry(client: AsanaClient, gid: str) -> dict[str, Any] | None:
+def fetch_entry(
+    client: AsanaClient, gid: str, stats: CallStats | None = None
+) -> dict[str, Any] | None:
     """One entry by gid, or None when Asana answers 404 (it was deleted)."""
     try:
-        body = client.get(f"{ENTRIES_PATH}/{gid}", {"opt_fields": ONE_ENTRY_FIELDS})
+        body = client.get(f"{ENTRIES_PATH}/{gid}", {"opt_fields": ONE_ENTRY_FIELDS}, stats)
     except RequestRejectedError as exc:
         if exc.status == 404:
             return None

@@ -6,9 +6,11 @@ The order of a run:
    written);
 3. the run lock is taken (else exit 4), migrations applied, runs left `running` by a
    dead process marked `abandoned`, and this run's row written;
-4. each scope is listed in full: a page's rows, its scope links, what the pass has seen,
-   its rejected records and the run's counters commit together, so a crash at any
-   moment leaves the tables consistent and a re-run completes them;
+4. scopes are listed `[asana] concurrency` at a time; the pages flow through a bounded
+   queue to this thread, which writes whatever is ready in one transaction: pages'
+   rows, scope links, what each pass has seen, rejected records and the run's counters
+   commit together, so a crash at any moment leaves the tables consistent and a re-run
+   completes them;
 5. a scope whose listing completed is checked for deletions;
 6. the run row gets its final status.
 
@@ -18,29 +20,45 @@ scope goes on; a refused token or plan (401/402) stops the run.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import queue
+import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 
 from etl import db, runs
-from etl.asana import AsanaClient, Sleep
+from etl.asana import AsanaClient, CallStats, Page, Sleep
 from etl.config import DateWindow, Scope, Settings
-from etl.deletions import detect_deletions
+from etl.deletions import apply_confirmation, iter_confirmations
 from etl.errors import AsanaError, AuthError, ConfigError, DatabaseError, ExitCode, Interrupted
 from etl.extract import ENTRIES_PATH, iter_time_entry_pages, scope_params
-from etl.load import Rejection, forget_seen, insert_rejected, link_entries, mark_seen, upsert_entries
+from etl.load import (
+    Rejection,
+    UpsertCounts,
+    forget_seen,
+    insert_rejected,
+    link_entries,
+    mark_seen,
+    upsert_entries,
+)
 from etl.lock import run_lock
 from etl.runs import PageCounts
-from etl.transform import RecordRejected, entry_gid, rejected_payload, to_row
+from etl.transform import EntryRow, RecordRejected, entry_gid, rejected_payload, to_row
 
 log = logging.getLogger(__name__)
 
 #: How often one scope's listing may restart after an expired offset before it fails.
 MAX_LISTING_RESTARTS = 3
+#: Pages a worker may have waiting for the loader: bounds memory, whatever the dataset.
+QUEUE_PAGES_PER_WORKER = 10
+#: Rows the loader writes in one transaction, at most (pages that are ready go together).
+BATCH_ROWS = 5000
 
 
 @dataclass
@@ -61,6 +79,9 @@ class RunResult:
     scopes: list[ScopeResult]
     counts: PageCounts
     seconds: float
+    load_seconds: float = 0.0
+    requests: int = 0
+    rate_limited: int = 0
 
     @property
     def exit_code(self) -> ExitCode:
@@ -170,8 +191,58 @@ def run_backfill(
     )
 
 
+@dataclass
+class _PageMsg:
+    scope: Scope
+    page: Page
+
+
+@dataclass
+class _ListingDone:
+    scope: Scope
+    error: BaseException | None = None
+
+
+@dataclass
+class _Confirmation:
+    scope: Scope
+    gid: str
+    entry: dict[str, Any] | None
+
+
+@dataclass
+class _DetectionDone:
+    scope: Scope
+    error: BaseException | None = None
+
+
+class _Stop(Exception):
+    """The run is stopping: a worker gives up at its next step."""
+
+
+def request_stop(signal_name: str, signal_number: int) -> bool:
+    """Ask the run in progress, if any, to stop at its next safe point (between two
+    batches, never inside a transaction). False when no run is loading: the caller may
+    then interrupt at once."""
+    run = _Run.current
+    if run is None:
+        return False
+    run.interrupt = Interrupted(signal_name, signal_number)
+    return True
+
+
 class _Run:
-    """One run, from its row in `sync_runs` to its final status."""
+    """One run, from its row in `sync_runs` to its final status.
+
+    Worker threads (`[asana] concurrency` of them, sharing the client's connection pool
+    and rate limiter) list scopes and confirm deletion candidates; they hand pages and
+    confirmations over a bounded queue to this thread, which writes them in batches. So
+    fetching never waits on the database, the database never waits on one slow request,
+    and memory is bounded by the queue, whatever the number of entries.
+    """
+
+    #: The run loading in this process, for `request_stop` (signals reach the process).
+    current: _Run | None = None
 
     def __init__(self, engine: sa.Engine, client: AsanaClient, settings: Settings, command: str,
                  scopes: list[Scope], window: DateWindow) -> None:
@@ -181,8 +252,15 @@ class _Run:
         self.command = command
         self.scopes = scopes
         self.window = window
-        self.results: list[ScopeResult] = []
+        self.results = {scope: ScopeResult(scope) for scope in scopes}
+        self.stats = {scope: CallStats() for scope in scopes}
         self.started = time.monotonic()
+        self.load_seconds = 0.0
+        workers = settings.asana.concurrency
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_PAGES_PER_WORKER * workers)
+        self.stopping = threading.Event()
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="asana")
+        self.interrupt: Interrupted | None = None
         with engine.begin() as conn:
             now = runs.utcnow()
             abandoned = runs.abandon_running(conn, now)
@@ -191,16 +269,31 @@ class _Run:
                             ", ".join(f"#{i}" for i in abandoned))
             forget_seen(conn)  # leftovers of those runs
             self.run_id = runs.start_run(conn, command, len(scopes), now)
+            for scope in scopes:
+                runs.start_scope(conn, self.run_id, scope, now)
+
+    # --- the loader (this thread) ------------------------------------------------------
 
     def execute(self) -> RunResult:
-        log.info("run #%d (%s) started: %d scopes", self.run_id, self.command, len(self.scopes))
+        log.info("run #%d (%s) started: %d scopes, %d at a time", self.run_id, self.command,
+                 len(self.scopes), self.settings.asana.concurrency)
+        _Run.current = self
         try:
             for scope in self.scopes:
-                self.results.append(self._scope(scope))
+                self.executor.submit(self._list, scope)
+            self._load_until_done()
         except BaseException as exc:
+            _Run.current = None
+            self._stop_workers()
+            for result in self.results.values():
+                if result.status == runs.RUNNING:
+                    result.status, result.error = runs.FAILED, _describe(exc)
+                    self._close_scope(result)
             self._finish(runs.FAILED, error=_describe(exc))
             raise
-        failed = sum(r.status == runs.FAILED for r in self.results)
+        _Run.current = None
+        self.executor.shutdown(wait=True)
+        failed = sum(r.status == runs.FAILED for r in self.results.values())
         if failed == 0:
             status = runs.SUCCEEDED
         elif failed == len(self.results):
@@ -210,114 +303,216 @@ class _Run:
         self._finish(status, error=f"{failed} of {len(self.results)} scopes failed" if failed else None)
         return self._result(status)
 
-    def _scope(self, scope: Scope) -> ScopeResult:
-        result = ScopeResult(scope)
-        stats = self.client.stats
-        before = (stats.retries, stats.retry_after_seconds)
-        with self.engine.begin() as conn:
-            runs.start_scope(conn, self.run_id, scope, runs.utcnow())
-        log.info("scope %s: listing", scope)
-        try:
-            pages = iter_time_entry_pages(
-                self.client, scope, self.settings.asana.page_size, MAX_LISTING_RESTARTS
-            )
-            for page in pages:
-                with self.engine.begin() as conn:
-                    counts = self._load_page(conn, scope, page.data)
-                    runs.record_page(conn, self.run_id, scope, counts)
-                result.pages += 1
-                result.restarts = page.restart
-                result.counts.add(counts)
-                log.debug("scope %s: page %d, %d entries", scope, page.number, len(page.data))
-            # the listing is complete: only now may anything it lacked count as deleted
-            result.counts.add(detect_deletions(self.engine, self.client, self.run_id, scope,
-                                               self.window))
-        except AsanaError as exc:
-            result.status, result.error = runs.FAILED, exc.message
-            self._close_scope(result, before)
-            if isinstance(exc, AuthError):
-                raise
-            log.error("scope %s failed: %s", scope, exc.message)
-            return result
-        except BaseException as exc:
-            result.status, result.error = runs.FAILED, _describe(exc)
-            self._close_scope(result, before)
-            raise
-        result.status = runs.SUCCEEDED
-        self._close_scope(result, before)
-        c = result.counts
-        log.info(
-            "scope %s: %d pages, %d entries (%d inserted, %d updated, %d unchanged, "
-            "%d deleted, %d rejected)",
-            scope, result.pages, c.entries, c.inserted, c.updated, c.unchanged, c.deleted,
-            c.rejected,
-        )
-        return result
+    def _load_until_done(self) -> None:
+        open_scopes = len(self.scopes)
+        while open_scopes:
+            message = self._next_message()
+            pages = []
+            rows = 0
+            # gather the pages that are ready into one transaction
+            while isinstance(message, _PageMsg):
+                pages.append(message)
+                rows += len(message.page.data)
+                if rows >= BATCH_ROWS:
+                    message = None
+                    break
+                try:
+                    message = self.queue.get_nowait()
+                except queue.Empty:
+                    message = None
+            if pages:
+                self._load_pages(pages)
+            if message is not None:
+                open_scopes -= self._handle(message)
 
-    def _close_scope(self, result: ScopeResult, before: tuple[int, float]) -> None:
-        stats = self.client.stats
+    def _next_message(self) -> Any:
+        while True:
+            if self.interrupt is not None:
+                raise self.interrupt  # between batches: nothing is half-written
+            try:
+                return self.queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+
+    def _load_pages(self, messages: list[_PageMsg]) -> None:
+        """Write a batch of pages, from any scopes, in one transaction."""
+        started = time.monotonic()
+        now = runs.utcnow()
+        rows: list[tuple[Scope, EntryRow]] = []
+        listed: dict[Scope, list[str]] = {}  # loaded rows, for the scope links
+        gids: dict[Scope, list[str]] = {}  # everything seen, rejected records included
+        rejections: dict[Scope, list[Rejection]] = {}
+        counts: dict[Scope, PageCounts] = {}
+        pages: dict[Scope, int] = {}
+        for message in messages:
+            scope = message.scope
+            pages[scope] = pages.get(scope, 0) + 1
+            seen = gids.setdefault(scope, [])
+            linked = listed.setdefault(scope, [])
+            for raw in message.page.data:
+                try:
+                    row = to_row(raw)
+                except RecordRejected as exc:
+                    gid = entry_gid(raw)
+                    rejections.setdefault(scope, []).append(
+                        Rejection(gid, str(exc), rejected_payload(raw)))
+                    log.warning("scope %s: rejected entry %s: %s", scope, gid or "(no gid)", exc)
+                    if gid:  # seen all the same: it must not look deleted
+                        seen.append(gid)
+                    continue
+                if row["entered_on"] not in self.window:
+                    continue  # backfill --since/--until: not this run's business
+                rows.append((scope, row))
+                seen.append(row["gid"])
+                linked.append(row["gid"])
         with self.engine.begin() as conn:
-            if result.status == runs.FAILED:
-                forget_seen(conn, self.run_id, result.scope)
+            upserted = upsert_entries(conn, rows, now)
+            for scope in pages:
+                link_entries(conn, scope, listed[scope], now)
+                mark_seen(conn, self.run_id, scope, gids[scope])
+                insert_rejected(conn, self.run_id, scope, rejections.get(scope, []), now)
+                u = upserted.get(scope, UpsertCounts())
+                rejected = len(rejections.get(scope, []))
+                counts[scope] = PageCounts(
+                    entries=u.inserted + u.updated + u.unchanged + rejected,
+                    inserted=u.inserted, updated=u.updated, unchanged=u.unchanged,
+                    rejected=rejected,
+                )
+                runs.record_page(conn, self.run_id, scope, counts[scope], pages=pages[scope])
+        self.load_seconds += time.monotonic() - started
+        for message in messages:
+            result = self.results[message.scope]
+            result.pages += 1
+            result.restarts = message.page.restart
+        for scope, c in counts.items():
+            self.results[scope].counts.add(c)
+
+    def _handle(self, message: Any) -> int:
+        """Act on a worker's report; returns 1 when it closes a scope."""
+        result = self.results[message.scope]
+        if isinstance(message, _Confirmation):
+            with self.engine.begin() as conn:
+                counts = apply_confirmation(conn, self.run_id, message.scope, message.gid,
+                                            message.entry)
+                runs.record_page(conn, self.run_id, message.scope, counts, pages=0)
+            result.counts.add(counts)
+            return 0
+        if isinstance(message, _ListingDone) and message.error is None:
+            # the listing is complete and loaded: only now may what it lacked count as deleted
+            self.executor.submit(self._confirm, message.scope)
+            return 0
+        error = message.error
+        if error is None:
+            result.status = runs.SUCCEEDED
+            c = result.counts
+            log.info(
+                "scope %s: %d pages, %d entries (%d inserted, %d updated, %d unchanged, "
+                "%d deleted, %d rejected)",
+                result.scope, result.pages, c.entries, c.inserted, c.updated, c.unchanged,
+                c.deleted, c.rejected,
+            )
+        else:
+            result.status, result.error = runs.FAILED, _describe(error)
+        self._close_scope(result)
+        if isinstance(error, AuthError) or not isinstance(error, (AsanaError, type(None))):
+            raise error  # a refused token, or a bug: the whole run stops
+        if error is not None:
+            log.error("scope %s failed: %s", result.scope, result.error)
+        return 1
+
+    def _close_scope(self, result: ScopeResult) -> None:
+        stats = self.stats[result.scope]
+        with self.engine.begin() as conn:
+            forget_seen(conn, self.run_id, result.scope)
             runs.finish_scope(
                 conn,
                 self.run_id,
                 result.scope,
                 result.status,
                 runs.utcnow(),
-                retries=stats.retries - before[0],
-                retry_after_seconds=round(stats.retry_after_seconds - before[1], 3),
+                retries=stats.retries,
+                retry_after_seconds=round(stats.retry_after_seconds, 3),
                 restarts=result.restarts,
                 error=result.error,
             )
 
-    def _load_page(self, conn: sa.Connection, scope: Scope, records: list[Any]) -> PageCounts:
-        now = runs.utcnow()
-        rows, rejections = [], []
-        for raw in records:
-            try:
-                row = to_row(raw)
-            except RecordRejected as exc:
-                rejections.append(Rejection(entry_gid(raw), str(exc), rejected_payload(raw)))
-                continue
-            if row["entered_on"] not in self.window:
-                continue  # backfill --since/--until: not this run's business
-            rows.append(row)
-        upserted = upsert_entries(conn, rows, now)
-        gids = [r["gid"] for r in rows]
-        link_entries(conn, scope, gids, now)
-        # a rejected record with a usable gid was still seen: it must not look deleted
-        mark_seen(conn, self.run_id, scope, gids + [r.entry_gid for r in rejections if r.entry_gid])
-        insert_rejected(conn, self.run_id, scope, rejections, now)
-        for r in rejections:
-            log.warning("scope %s: rejected entry %s: %s", scope, r.entry_gid or "(no gid)", r.reason)
-        return PageCounts(
-            entries=len(rows) + len(rejections),
-            inserted=upserted.inserted,
-            updated=upserted.updated,
-            unchanged=upserted.unchanged,
-            rejected=len(rejections),
-        )
-
     def _finish(self, status: str, error: str | None) -> None:
-        failed = sum(r.status == runs.FAILED for r in self.results)
+        failed = sum(r.status == runs.FAILED for r in self.results.values())
         with self.engine.begin() as conn:
             runs.finish_run(conn, self.run_id, status, runs.utcnow(), scopes_failed=failed,
                             error=error)
-        log.info("run #%d finished: %s", self.run_id, status)
+        total = PageCounts()
+        for r in self.results.values():
+            total.add(r.counts)
+        stats = self.client.stats
+        fields = {
+            "run_id": self.run_id, "status": status, "scopes": len(self.scopes),
+            "scopes_failed": failed, **vars(total),
+            "seconds": round(time.monotonic() - self.started, 3),
+            "load_seconds": round(self.load_seconds, 3), "requests": stats.requests,
+            "retries": stats.retries, "rate_limited": stats.rate_limited,
+        }
+        log.info("run #%d finished: %s", self.run_id, status,
+                 extra={"event": "run_finished", "fields": fields})
+
+    def _stop_workers(self) -> None:
+        self.stopping.set()
+        self.executor.shutdown(wait=False, cancel_futures=True)
 
     def _result(self, status: str) -> RunResult:
         total = PageCounts()
-        for r in self.results:
+        for r in self.results.values():
             total.add(r.counts)
         return RunResult(
             command=self.command,
             run_id=self.run_id,
             status=status,
-            scopes=self.results,
+            scopes=list(self.results.values()),
             counts=total,
             seconds=time.monotonic() - self.started,
+            load_seconds=self.load_seconds,
+            requests=self.client.stats.requests,
+            rate_limited=self.client.stats.rate_limited,
         )
+
+    # --- workers ----------------------------------------------------------------------
+
+    def _put(self, message: Any) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.queue.put(message, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+        raise _Stop
+
+    def _list(self, scope: Scope) -> None:
+        try:
+            log.info("scope %s: listing", scope)
+            pages = iter_time_entry_pages(self.client, scope, self.settings.asana.page_size,
+                                          MAX_LISTING_RESTARTS, self.stats[scope])
+            for page in pages:
+                self._put(_PageMsg(scope, page))
+                log.debug("scope %s: page %d, %d entries", scope, page.number, len(page.data))
+            self._put(_ListingDone(scope))
+        except _Stop:
+            return
+        except BaseException as exc:  # reported to the loader, which decides
+            with contextlib.suppress(_Stop):
+                self._put(_ListingDone(scope, exc))
+
+    def _confirm(self, scope: Scope) -> None:
+        try:
+            confirmations = iter_confirmations(self.engine, self.client, self.run_id, scope,
+                                               self.window, self.stats[scope])
+            for gid, entry in confirmations:
+                self._put(_Confirmation(scope, gid, entry))
+            self._put(_DetectionDone(scope))
+        except _Stop:
+            return
+        except BaseException as exc:
+            with contextlib.suppress(_Stop):
+                self._put(_DetectionDone(scope, exc))
 
 
 def _describe(exc: BaseException) -> str:

@@ -11,7 +11,9 @@ Retry-After, 5xx, HTML error pages, connection resets, truncated bodies, expired
 
 from __future__ import annotations
 
+import argparse
 import base64
+import collections
 import datetime as dt
 import hashlib
 import hmac
@@ -258,20 +260,31 @@ class AsanaSimulator:
         payment_required: answer every request with 402 (plan without time tracking).
         offset_ttl: seconds an offset stays valid (None: forever).
         latency: seconds to wait before answering each request.
+        rate_limit: (requests, seconds): more accepted requests than that in any such
+            sliding window are answered 429 with Retry-After (Asana: 1,500 in 60 s; a
+            benchmark scales it, e.g. 150 in 6 s).
+        max_in_flight: requests handled at once before answering 429 (Asana: 50).
         before_answer: called with (path, params) before each authorised request is
             answered: to change the data mid-listing, or to hold a run in the middle.
     """
 
     def __init__(self, dataset: Dataset | None = None, *, token: str = DEMO_TOKEN, port: int = 0,
-                 latency: float = 0.0) -> None:
+                 latency: float = 0.0, rate_limit: tuple[int, float] | None = None,
+                 max_in_flight: int = 50) -> None:
         self.dataset = dataset or Dataset.generate()
         self.token = token
         self.forbidden: set[str] = set()
         self.payment_required = False
         self.offset_ttl: float | None = None
         self.latency = latency
+        self.rate_limit = rate_limit
+        self.max_in_flight = max_in_flight
+        self._accepted: collections.deque[float] = collections.deque()
+        self._in_flight = 0
         self.before_answer: Callable[[str, dict[str, str]], None] | None = None
         self.requests: list[RequestRecord] = []
+        self._first: float | None = None
+        self._last: float | None = None
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
         self._secret = hashlib.sha256(f"{id(self)}{time.time()}".encode()).digest()
@@ -302,6 +315,28 @@ class AsanaSimulator:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    # --- limits ----------------------------------------------------------------------
+
+    def _admit(self) -> float | None:
+        """Count a request in; None if admitted, else the Retry-After to answer 429 with."""
+        with self._lock:
+            if self._in_flight >= self.max_in_flight:
+                return 1.0
+            if self.rate_limit is not None:
+                limit, window = self.rate_limit
+                now = time.monotonic()
+                while self._accepted and self._accepted[0] <= now - window:
+                    self._accepted.popleft()
+                if len(self._accepted) >= limit:
+                    return max(0.01, self._accepted[0] + window - now)
+                self._accepted.append(now)
+            self._in_flight += 1
+            return None
+
+    def _release(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
     # --- faults ----------------------------------------------------------------------
 
     def add_fault(self, kind: int | str, *, times: int = 1, retry_after: float | None = None,
@@ -322,6 +357,13 @@ class AsanaSimulator:
                     return fault
         return None
 
+    def stats(self) -> dict[str, Any]:
+        """Requests answered so far, by status, and the first and last request's time."""
+        with self._lock:
+            by_status = collections.Counter(str(r.status) for r in self.requests)
+            return {"requests": len(self.requests), "by_status": dict(by_status),
+                    "first": self._first, "last": self._last}
+
     def count(self, status: int | str | None = None, **params: str) -> int:
         """How many requests were answered (with `status`, carrying these params)."""
         with self._lock:
@@ -334,6 +376,9 @@ class AsanaSimulator:
     def _record(self, method: str, path: str, params: dict[str, str], status: int | str) -> None:
         with self._lock:
             self.requests.append(RequestRecord(method, path, params, status))
+            self._last = time.time()
+            if self._first is None:
+                self._first = self._last
 
     # --- offsets ---------------------------------------------------------------------
 
@@ -396,15 +441,28 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         params = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         path = parts.path
-        if sim.latency:
-            time.sleep(sim.latency)
+        if path == "/_simulator/stats":  # for benchmarks: not part of Asana's API
+            self._send(*_json(200, sim.stats()))
+            return
         self._recorded_as: str | None = None
+        retry_after = sim._admit()
+        if retry_after is not None:
+            status, body, headers = _error(429, "You have made too many requests recently. "
+                                                "Please, be chill.")
+            headers["Retry-After"] = f"{retry_after:.3g}"
+            sim._record("GET", path, params, status)
+            self._send(status, body, headers)
+            return
         try:
+            if sim.latency:
+                time.sleep(sim.latency)
             status, body, headers = self._answer(sim, path, params)
         except _Reset:
             sim._record("GET", path, params, "reset")
             self._reset()
             return
+        finally:
+            sim._release()
         sim._record("GET", path, params, self._recorded_as or status)
         self._send(status, body, headers)
 
@@ -556,3 +614,40 @@ def _error(status: int, message: str) -> tuple[int, bytes, dict[str, str]]:
     if status >= 500:
         error["phrase"] = "6 sad squid snuggle softly"
     return _json(status, {"errors": [error]})
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve a generated dataset until killed: `python -m etl.simulator --entries 100000`.
+
+    Prints one line of JSON with the base URL, the token and the scopes, for scripts.
+    """
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--entries", type=int, default=1000)
+    parser.add_argument("--users", type=int, default=12)
+    parser.add_argument("--projects", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds per request")
+    parser.add_argument("--rate-limit", default=None,
+                        help="REQUESTS/SECONDS, e.g. 150/6 (Asana's 1,500 a minute, scaled)")
+    args = parser.parse_args(argv)
+    rate_limit = None
+    if args.rate_limit:
+        count, seconds = args.rate_limit.split("/")
+        rate_limit = (int(count), float(seconds))
+    data = Dataset.generate(args.seed, entries=args.entries, users=args.users,
+                            projects=args.projects, tasks=max(60, args.projects * 6))
+    server = AsanaSimulator(data, port=args.port, latency=args.latency, rate_limit=rate_limit)
+    print(json.dumps({
+        "base_url": server.base_url, "token": server.token, "workspace": data.workspace_gid,
+        "users": list(data.users), "projects": list(data.projects),
+        "portfolios": list(data.portfolios), "entries": len(data.entries),
+    }), flush=True)
+    try:
+        server._server.serve_forever(0.05)
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -16,7 +16,7 @@ PATH = "/time_tracking_entries"
 @pytest.fixture
 def client(asana_server, sleep):
     settings = AsanaSettings(base_url=asana_server.base_url, max_retries=3, max_rate_limit_waits=4,
-                             timeout_seconds=5)
+                             timeout_seconds=5, requests_per_minute=1_000_000)
     with AsanaClient(settings, Secret(TOKEN), sleep=sleep) as client:
         yield client
 
@@ -79,7 +79,7 @@ def test_unknown_scope_surfaces_asanas_message(asana_server, client):
 
 
 def test_401_and_402_are_auth_errors_and_not_retried(asana_server, sleep):
-    settings = AsanaSettings(base_url=asana_server.base_url)
+    settings = AsanaSettings(base_url=asana_server.base_url, requests_per_minute=1_000_000)
     with AsanaClient(settings, Secret("not-the-token"), sleep=sleep) as bad:
         with pytest.raises(AuthError, match="refused the token") as info:
             bad.get(PATH, workspace(asana_server))
@@ -92,7 +92,8 @@ def test_401_and_402_are_auth_errors_and_not_retried(asana_server, sleep):
 
 
 def test_unreachable_server_is_retried_then_fails_without_the_token(sleep):
-    settings = AsanaSettings(base_url="http://127.0.0.1:9/api/1.0", max_retries=2, timeout_seconds=1)
+    settings = AsanaSettings(base_url="http://127.0.0.1:9/api/1.0", max_retries=2, timeout_seconds=1,
+                             requests_per_minute=1_000_000)
     with AsanaClient(settings, Secret("tok-unreachable"), sleep=sleep) as client:
         with pytest.raises(RetriableError, match="connection failed") as info:
             client.get(PATH, {})
@@ -116,7 +117,7 @@ def test_paginate_follows_offsets_to_the_end(asana_server, client):
 
 def test_paginate_fails_on_a_repeated_offset():
     class Loop(AsanaClient):
-        def get(self, path, params=None):
+        def get(self, path, params=None, stats=None):
             return {"data": [{"gid": "1"}], "next_page": {"offset": "same"}}
 
     client = Loop(AsanaSettings(), Secret("x"))

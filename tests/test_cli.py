@@ -38,7 +38,8 @@ def config_writer(tmp_path, server, database_url):
         scopes = scopes if scopes is not None else (
             f'workspace = "{data.workspace_gid}"\nusers = {json.dumps(list(data.users)[:3])}'
         )
-        values = {"base_url": f'"{server.base_url}"', "page_size": "50", **asana}
+        values = {"base_url": f'"{server.base_url}"', "page_size": "50",
+                  "requests_per_minute": "1000000", **asana}
         lines = "\n".join(f"{key} = {value}" for key, value in values.items())
         path = tmp_path / "config.toml"
         path.write_text(
@@ -116,7 +117,7 @@ def test_a_plan_without_time_tracking_exits_3(run, config, asana_server):
         ({"page_size": "'100'"}, "", None, "page_size: must be an integer (got a string)"),
         ({"base_url": "'http://asana.example.com/api/1.0'"}, "", None,
          "only allowed to a loopback host"),
-        ({}, "max_retries =", None, "not valid TOML: Invalid value (at line 4, column 14)"),
+        ({}, "max_retries =", None, "not valid TOML: Invalid value (at line 5, column 14)"),
     ],
 )
 def test_config_errors_exit_2_naming_the_problem(run, sqlite_config, asana, extra, scopes, message,

@@ -23,7 +23,7 @@ TOKEN = "0/crash-test-token-7f3a9c"
 @pytest.fixture
 def server():
     data = Dataset.generate(seed=21, entries=600, users=10, projects=6, portfolios=2, tasks=40)
-    with AsanaSimulator(data, token=TOKEN, latency=0.002) as server:
+    with AsanaSimulator(data, token=TOKEN, latency=0.03) as server:
         yield server
 
 
@@ -32,7 +32,7 @@ def write_config(tmp_path, server, database_url) -> str:
     scopes = all_scopes(data)
     by_key = {"user": "users", "project": "projects", "portfolio": "portfolios"}
     lines = [f'[asana]\nbase_url = "{server.base_url}"\npage_size = 10\nmax_retries = 2\n'
-             "backoff_max_seconds = 0.05\n",
+             "backoff_max_seconds = 0.05\nrequests_per_minute = 1000000\n",
              f'[database]\nurl = "{database_url}"\n', "[scopes]",
              f'workspace = "{data.workspace_gid}"']
     for kind, key in by_key.items():
@@ -84,7 +84,7 @@ def sigkill_loop(tmp_path, server, database_url, kills: int, seed: int) -> None:
     interrupted = 0
     for _ in range(kills):
         victim = start(config)
-        time.sleep(rng.uniform(0.4, 2.5))
+        time.sleep(rng.uniform(0.6, 2.0))
         victim.send_signal(signal.SIGKILL)
         code, output = finish(victim)
         outputs.append(output)

@@ -13,7 +13,7 @@ from etl.errors import AuthError, ExitCode
 from etl.pipeline import DateWindow, run_backfill, run_sync
 from etl.simulator import AsanaSimulator, Dataset
 from etl.config import AsanaSettings, Secret, Settings
-from tests.helpers import expected_rows, stored_rows, table_snapshot, tuple_counters
+from tests.helpers import all_scopes, expected_rows, stored_rows, table_snapshot, tuple_counters
 
 
 def test_first_sync_loads_every_entry_field_for_field(asana_server, make_settings, engine, sleep):
@@ -238,7 +238,8 @@ def test_five_thousand_entries_in_fifty_overlapping_scopes(database_url, backend
     assert len(scopes) == 50
     with AsanaSimulator(data) as server:
         settings = Settings(
-            asana=AsanaSettings(base_url=server.base_url, token=Secret(server.token)),
+            asana=AsanaSettings(base_url=server.base_url, token=Secret(server.token),
+                                requests_per_minute=1_000_000),
             database_url=database_url, scopes=tuple(scopes),
         )
         first = run_sync(settings, sleep=sleep)
@@ -258,3 +259,32 @@ def test_five_thousand_entries_in_fifty_overlapping_scopes(database_url, backend
     assert first.counts.inserted == 5000
     assert second.counts.inserted == second.counts.updated == 0
     assert second.counts.unchanged == first.counts.entries
+
+
+def test_concurrent_and_sequential_runs_build_the_same_tables(tmp_path, sleep):
+    data = Dataset.generate(seed=8, entries=1500, users=12, projects=8, portfolios=3, tasks=80)
+    scopes = tuple(all_scopes(data))
+    tables = {}
+    with AsanaSimulator(data) as server:
+        for concurrency in (1, 8):
+            url = f"sqlite:///{tmp_path / f'c{concurrency}.db'}"
+            settings = Settings(
+                asana=AsanaSettings(base_url=server.base_url, token=Secret(server.token),
+                                    requests_per_minute=1_000_000, concurrency=concurrency,
+                                    page_size=30),
+                database_url=url, scopes=scopes,
+            )
+            result = run_sync(settings, sleep=sleep)
+            assert result.status == "succeeded"
+            engine = db.make_engine(url)
+            t, link = db.time_tracking_entries, db.time_tracking_entry_scopes
+            # the same rows and links; only the load timestamps may differ
+            content = [t.c.gid, t.c.raw, t.c.content_hash, t.c.deleted_at,
+                       *(t.c[c] for c in expected_rows(data)[next(iter(data.entries))])]
+            with engine.connect() as conn:
+                entries = conn.execute(sa.select(*content).order_by(t.c.gid)).all()
+                links = conn.execute(sa.select(link.c.scope_type, link.c.scope_gid, link.c.entry_gid)
+                                     .order_by(*link.primary_key.columns)).all()
+            engine.dispose()
+            tables[concurrency] = (entries, links, result.counts.entries, result.counts.inserted)
+    assert tables[1] == tables[8]

@@ -23,6 +23,10 @@ ENTRY = {
 
 def test_a_full_entry_flattens_to_the_contract_columns():
     row = to_row(ENTRY)
+    raw, content_hash = row.pop("raw"), row.pop("content_hash")
+    assert json.loads(raw) == ENTRY
+    assert raw == json.dumps(ENTRY, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    assert len(content_hash) == 32
     assert row == {
         "gid": "1200000000000088",
         "duration_minutes": 12,
@@ -31,8 +35,12 @@ def test_a_full_entry_flattens_to_the_contract_columns():
         "attributable_to_name": "Stuff to buy",
         "created_by_gid": "67890",
         "created_by_name": "Greg Sanchez",
-        "raw": ENTRY,
     }
+
+
+def test_the_content_hash_changes_exactly_when_the_content_does():
+    assert to_row(dict(reversed(list(ENTRY.items()))))["content_hash"] == to_row(ENTRY)["content_hash"]
+    assert to_row({**ENTRY, "duration_minutes": 13})["content_hash"] != to_row(ENTRY)["content_hash"]
 
 
 def test_null_attributable_to_gives_null_columns():
@@ -130,4 +138,4 @@ def test_any_json_becomes_a_valid_row_or_a_rejection(raw):
         assert row[key] is None or row[key].isdigit()
     for key in ("attributable_to_name", "created_by_name"):
         assert row[key] is None or isinstance(row[key], str)
-    json.dumps(row["raw"]).encode("utf-8")
+    assert json.loads(row["raw"]) == raw
