@@ -9,7 +9,6 @@ session's headers; no message built here contains it.
 from __future__ import annotations
 
 import email.utils
-import json
 import logging
 import random
 import threading

@@ -5,6 +5,7 @@ This is the only module that configures logging and turns errors into exit codes
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -17,8 +18,11 @@ import click
 
 from etl import __version__, db, runs
 from etl.config import ENV_CONFIG, DateWindow, Scope, Settings, load_settings
-from etl.demo import DEMO_DATABASE_URL, run_demo
-from etl.errors import EtlError, ExitCode, Interrupted
+from etl.demo import DEMO_DATABASE_URL, run_demo, top_projects
+from etl.check import check_scopes
+from etl.errors import ConfigError, EtlError, ExitCode, Interrupted
+from etl.logcontext import ContextFilter
+from etl.metrics import write_metrics
 from etl.pipeline import (
     RunResult,
     prepare_database,
@@ -55,6 +59,8 @@ class _JsonFormatter(logging.Formatter):
             "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(),
             "level": record.levelname.lower(),
             "logger": record.name,
+            "run_id": getattr(record, "run_id", None),
+            "scope": getattr(record, "scope", None),
             "event": getattr(record, "event", None) or "log",
             "message": record.getMessage(),
         }
@@ -62,12 +68,25 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
+class _TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        context = " ".join(
+            part for part in (
+                f"run={record.run_id}" if getattr(record, "run_id", None) else "",
+                f"scope={record.scope}" if getattr(record, "scope", None) else "",
+            ) if part
+        )
+        text = super().format(record)
+        return f"{text} [{context}]" if context else text
+
+
 def _setup_logging(level: str, fmt: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(ContextFilter())
     if fmt == "json":
         handler.setFormatter(_JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(_TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("etl")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -91,7 +110,7 @@ def _gid(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) ->
 @click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
-    default="warning",
+    default="info",
     show_default=True,
     envvar="ASANA_ETL_LOG_LEVEL",
     help="Log verbosity on stderr (env ASANA_ETL_LOG_LEVEL).",
@@ -133,20 +152,62 @@ def db_upgrade(ctx: click.Context, revision: str) -> None:
     engine.dispose()
 
 
-def _finish(ctx: click.Context, result: RunResult) -> None:
+def _finish(ctx: click.Context, result: RunResult, metrics_file: str | None = None) -> None:
     for scope in result.failed_scopes:
         click.echo(f"error: scope {scope.scope} failed: {scope.error}", err=True)
+    if metrics_file:
+        write_metrics(metrics_file, result)
+    # the last line of every run, on stdout and in the log (in either format)
+    log.info(result.summary(), extra={"event": "summary", "run_id": result.run_id,
+                                         "fields": {"status": result.status,
+                                                    **vars(result.counts),
+                                                    "seconds": round(result.seconds, 3)}})
     click.echo(result.summary())
     ctx.exit(int(result.exit_code))
 
 
+def _progress(title: str) -> contextlib.AbstractContextManager[Any]:
+    """Live progress on stderr when it is a terminal; nothing for cron mail and log files."""
+    if sys.stderr.isatty():
+        from etl.progress import TerminalProgress
+
+        return TerminalProgress(sys.stderr, title)
+    return contextlib.nullcontext()
+
+
+metrics_option = click.option(
+    "--metrics-file", type=click.Path(dir_okay=False),
+    help="Write Prometheus textfile-collector metrics here at the end of the run "
+         "(atomically: a temporary file, then a rename).",
+)
+
+
 @cli.command()
 @click.option("--no-migrate", is_flag=True, help="Do not apply pending migrations first.")
+@click.option("--dry-run", is_flag=True,
+              help="Read Asana and report what would be inserted, updated and deleted; "
+                   "write nothing and take no lock.")
+@metrics_option
 @click.pass_context
-def sync(ctx: click.Context, no_migrate: bool) -> None:
-    """The nightly run: read every configured scope in full and load it."""
-    result = run_sync(_settings(ctx), migrate=not no_migrate)
-    _finish(ctx, result)
+def sync(ctx: click.Context, no_migrate: bool, dry_run: bool, metrics_file: str | None) -> None:
+    """The nightly run: read every configured scope in full, load it, detect deletions.
+
+    Exit status: 0 every scope loaded, 1 some scope failed (the others are loaded),
+    2 configuration or database error, 3 Asana refused the token or plan, 4 another
+    run holds the lock.
+    """
+    settings = _settings(ctx)
+    if dry_run:
+        from etl.dryrun import run_dry_run
+
+        dry = run_dry_run(settings)
+        for scope, error in dry.failed:
+            click.echo(f"error: scope {scope} failed: {error}", err=True)
+        click.echo(dry.summary())
+        ctx.exit(int(ExitCode.SCOPE_FAILED if dry.failed else ExitCode.OK))
+    with _progress("sync") as progress:
+        result = run_sync(settings, migrate=not no_migrate, progress=progress)
+    _finish(ctx, result, metrics_file)
 
 
 @cli.command()
@@ -158,9 +219,10 @@ def sync(ctx: click.Context, no_migrate: bool) -> None:
 @click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="Keep entries entered on or after this date.")
 @click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Keep entries entered on or before this date.")
 @click.option("--no-migrate", is_flag=True, help="Do not apply pending migrations first.")
+@metrics_option
 @click.pass_context
 def backfill(ctx: click.Context, users, projects, portfolios, tasks, workspaces, since, until,
-             no_migrate: bool) -> None:
+             no_migrate: bool, metrics_file: str | None) -> None:
     """A one-off load of the scopes named here (else every configured scope)."""
     named = (
         [Scope("workspace", g) for g in workspaces]
@@ -170,11 +232,11 @@ def backfill(ctx: click.Context, users, projects, portfolios, tasks, workspaces,
         + [Scope("task", g) for g in tasks]
     )
     window = DateWindow(since.date() if since else None, until.date() if until else None)
-    result = run_backfill(
-        _settings(ctx), scopes=list(dict.fromkeys(named)) or None, window=window,
-        migrate=not no_migrate,
-    )
-    _finish(ctx, result)
+    settings = _settings(ctx)
+    with _progress("backfill") as progress:
+        result = run_backfill(settings, scopes=list(dict.fromkeys(named)) or None,
+                              window=window, migrate=not no_migrate, progress=progress)
+    _finish(ctx, result, metrics_file)
 
 
 @cli.command()
@@ -234,6 +296,31 @@ def _print_status(recent: list[dict[str, Any]], scopes: list[dict[str, Any]], no
 
 
 @cli.command()
+@click.pass_context
+def check(ctx: click.Context) -> None:
+    """Preflight: the config is valid, Asana accepts the token and the plan, and every
+    configured scope exists and is visible. One small request per scope; writes
+    nothing. Exit 0 only if everything passes."""
+    settings = _settings(ctx)
+    click.echo(f"config {settings.source}: valid, {len(settings.scopes)} scopes, database "
+               f"{db.mask_url(settings.database_url)}")
+    if not settings.scopes:
+        raise ConfigError(f"no scopes to check: add some under [scopes] in {settings.source}")
+    results = check_scopes(settings)
+    for r in results:
+        if r.ok:
+            click.echo(f"ok    {r.scope}")
+        else:
+            click.echo(f"FAIL  {r.scope}: {r.message}")
+            click.echo(f"      fix: {r.fix}")
+    failed = [r for r in results if not r.ok]
+    click.echo(f"{len(results) - len(failed)} of {len(results)} scopes passed")
+    if failed:
+        ctx.exit(int(ExitCode.ASANA_REFUSED if failed[0].status in (401, 402)
+                     else ExitCode.SCOPE_FAILED))
+
+
+@cli.command()
 @click.option("--database-url", default=DEMO_DATABASE_URL, show_default=True,
               help="Where to load the demo data.")
 @click.option("--entries", default=2000, show_default=True, help="How many entries to simulate.")
@@ -241,9 +328,22 @@ def _print_status(recent: list[dict[str, Any]], scopes: list[dict[str, Any]], no
 def demo(ctx: click.Context, database_url: str, entries: int) -> None:
     """Sync a simulated Asana into a local SQLite file: try the tool without a token."""
     result = run_demo(database_url, entries=entries)
+    click.echo(f"database: {_where(database_url)}")
+    click.echo("hours per project, top five:")
+    for name, hours in top_projects(database_url, 5):
+        click.echo(f"  {hours:9.1f}  {name}")
     if database_url.startswith("sqlite:///"):
-        click.echo(f"database: {Path(database_url.removeprefix('sqlite:///')).resolve()}")
+        path = Path(database_url.removeprefix("sqlite:///"))
+        click.echo("query it yourself:")
+        click.echo(f"  sqlite3 {path} \"SELECT attributable_to_name, SUM(duration_hours) AS hours "
+                   "FROM v_time_tracking_entries GROUP BY 1 ORDER BY 2 DESC LIMIT 5\"")
     _finish(ctx, result)
+
+
+def _where(url: str) -> str:
+    if url.startswith("sqlite:///"):
+        return str(Path(url.removeprefix("sqlite:///")).resolve())
+    return db.mask_url(url)
 
 
 def _interrupt(signum: int, _frame: Any) -> None:

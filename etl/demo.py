@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import time
 
+import sqlalchemy as sa
+
 from etl.asana import Sleep
 from etl.config import AsanaSettings, Scope, Secret, Settings
+from etl.db import make_engine
 from etl.pipeline import RunResult, run_sync
 from etl.simulator import DEMO_TOKEN, AsanaSimulator, Dataset
 
@@ -34,3 +37,17 @@ def run_demo(
             source="(demo)",
         )
         return run_sync(settings, command="demo", sleep=sleep)
+
+
+def top_projects(database_url: str, limit: int = 5) -> list[tuple[str, float]]:
+    """Hours per project, most first, from the BI view the demo just filled."""
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text(
+                "SELECT COALESCE(attributable_to_name, '(no project)'), SUM(hours) AS total "
+                "FROM v_daily_hours_by_project GROUP BY attributable_to_gid, attributable_to_name "
+                "ORDER BY total DESC LIMIT :limit"), {"limit": limit}).all()
+    finally:
+        engine.dispose()
+    return [(name if len(name) <= 60 else name[:57] + "...", float(hours)) for name, hours in rows]

@@ -62,14 +62,7 @@ def upsert_entries(
     counts: dict[K, UpsertCounts] = {}
     if not rows:
         return counts
-    gids = list({row["gid"] for _, row in rows})
-    stored: dict[str, str | None] = {}  # gid -> content_hash, "" when marked deleted
-    for chunk in _chunks(gids, IN_CHUNK):
-        query = sa.select(entries.c.gid, entries.c.content_hash, entries.c.deleted_at).where(
-            _among(entries.c.gid, chunk, conn.dialect.name)
-        )
-        for gid, content_hash, deleted_at in conn.execute(query):
-            stored[gid] = "" if deleted_at is not None else content_hash
+    stored = stored_versions(conn, {row["gid"] for _, row in rows})
     current = dict(stored)
     latest: dict[str, EntryRow] = {}
     for key, row in rows:
@@ -133,6 +126,34 @@ def _compiled(dialect: sa.Dialect, stmt: sa.Executable) -> tuple[str, list[str],
         names = list(compiled.positiontup or []) if compiled.positional else list(compiled.params)
         _compiled_cache[key] = (compiled.string, names, compiled.positional)
     return _compiled_cache[key]
+
+
+def stored_versions(conn: sa.Connection, gids: Iterable[str]) -> dict[str, str | None]:
+    """gid -> content_hash of the entries the table holds ("" for one marked deleted,
+    None for one loaded before content hashes existed); absent gids are new."""
+    stored: dict[str, str | None] = {}
+    for chunk in _chunks(list(gids), IN_CHUNK):
+        query = sa.select(entries.c.gid, entries.c.content_hash, entries.c.deleted_at).where(
+            _among(entries.c.gid, chunk, conn.dialect.name)
+        )
+        for gid, content_hash, deleted_at in conn.execute(query):
+            stored[gid] = "" if deleted_at is not None else content_hash
+    return stored
+
+
+def linked_live_gids(conn: sa.Connection, scope: Scope, window: DateWindow) -> list[str]:
+    """Gids of the live entries linked to `scope`, within `window`."""
+    query = (
+        sa.select(links.c.entry_gid)
+        .join(entries, entries.c.gid == links.c.entry_gid)
+        .where(links.c.scope_type == scope.kind, links.c.scope_gid == scope.gid,
+               entries.c.deleted_at.is_(None))
+    )
+    if window.since is not None:
+        query = query.where(entries.c.entered_on >= window.since)
+    if window.until is not None:
+        query = query.where(entries.c.entered_on <= window.until)
+    return list(conn.execute(query).scalars())
 
 
 _WRITTEN = (*CONTENT_COLUMNS, "gid", "first_seen_at", "updated_at", "deleted_at")

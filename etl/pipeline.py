@@ -25,14 +25,14 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 
-from etl import db, runs
+from etl import db, logcontext, runs
 from etl.asana import AsanaClient, CallStats, Page, Sleep
 from etl.config import DateWindow, Scope, Settings
 from etl.deletions import apply_confirmation, iter_confirmations
@@ -68,6 +68,7 @@ class ScopeResult:
     counts: PageCounts = field(default_factory=PageCounts)
     pages: int = 0
     restarts: int = 0
+    retries: int = 0
     error: str | None = None
 
 
@@ -82,6 +83,7 @@ class RunResult:
     load_seconds: float = 0.0
     requests: int = 0
     rate_limited: int = 0
+    last_success: float | None = None  # Unix time of the last fully successful run
 
     @property
     def exit_code(self) -> ExitCode:
@@ -150,9 +152,11 @@ def run_sync(
     window: DateWindow = DateWindow(),
     migrate: bool = True,
     sleep: Sleep = time.sleep,
+    progress: Progress | None = None,
 ) -> RunResult:
     """Read every scope in full, load it and detect deletions; returns the run's result
-    (never raises for a failed scope).
+    (never raises for a failed scope). `progress`, if given, is called from this thread
+    with the scopes' results so far after every batch and every finished scope.
 
     Raises:
         ConfigError: no token or no scopes.
@@ -172,7 +176,9 @@ def run_sync(
             preflight(client, scopes[0])
             with run_lock(engine, command):
                 migrate_or_check(engine, migrate=migrate)
-                return _Run(engine, client, settings, command, scopes, window).execute()
+                run = _Run(engine, client, settings, command, scopes, window)
+                run.progress = progress
+                return run.execute()
     finally:
         engine.dispose()
 
@@ -184,11 +190,15 @@ def run_backfill(
     window: DateWindow = DateWindow(),
     migrate: bool = True,
     sleep: Sleep = time.sleep,
+    progress: Progress | None = None,
 ) -> RunResult:
     """A one-off load of the scopes named (else the configured ones), limited to `window`."""
-    return run_sync(
-        settings, command="backfill", scopes=scopes, window=window, migrate=migrate, sleep=sleep
-    )
+    return run_sync(settings, command="backfill", scopes=scopes, window=window, migrate=migrate,
+                    sleep=sleep, progress=progress)
+
+
+#: Called with the scopes' results so far (and the client's retry count).
+Progress = Callable[[list[ScopeResult], int], None]
 
 
 @dataclass
@@ -271,6 +281,8 @@ class _Run:
             self.run_id = runs.start_run(conn, command, len(scopes), now)
             for scope in scopes:
                 runs.start_scope(conn, self.run_id, scope, now)
+        logcontext.set_run(self.run_id)
+        self.progress: Progress | None = None
 
     # --- the loader (this thread) ------------------------------------------------------
 
@@ -324,6 +336,8 @@ class _Run:
                 self._load_pages(pages)
             if message is not None:
                 open_scopes -= self._handle(message)
+            if self.progress is not None:
+                self.progress(list(self.results.values()), self.client.stats.retries)
 
     def _next_message(self) -> Any:
         while True:
@@ -410,6 +424,8 @@ class _Run:
                 "%d deleted, %d rejected)",
                 result.scope, result.pages, c.entries, c.inserted, c.updated, c.unchanged,
                 c.deleted, c.rejected,
+                extra={"event": "scope_finished", "scope": str(result.scope),
+                       "fields": {"status": "succeeded", "pages": result.pages, **vars(c)}},
             )
         else:
             result.status, result.error = runs.FAILED, _describe(error)
@@ -417,11 +433,14 @@ class _Run:
         if isinstance(error, AuthError) or not isinstance(error, (AsanaError, type(None))):
             raise error  # a refused token, or a bug: the whole run stops
         if error is not None:
-            log.error("scope %s failed: %s", result.scope, result.error)
+            log.error("scope %s failed: %s", result.scope, result.error,
+                      extra={"event": "scope_failed", "scope": str(result.scope),
+                             "fields": {"error": result.error}})
         return 1
 
     def _close_scope(self, result: ScopeResult) -> None:
         stats = self.stats[result.scope]
+        result.retries = stats.retries
         with self.engine.begin() as conn:
             forget_seen(conn, self.run_id, result.scope)
             runs.finish_scope(
@@ -454,12 +473,15 @@ class _Run:
         }
         log.info("run #%d finished: %s", self.run_id, status,
                  extra={"event": "run_finished", "fields": fields})
+        logcontext.set_run(None)
 
     def _stop_workers(self) -> None:
         self.stopping.set()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     def _result(self, status: str) -> RunResult:
+        with self.engine.connect() as conn:
+            last_success = runs.last_success(conn, self.command)
         total = PageCounts()
         for r in self.results.values():
             total.add(r.counts)
@@ -473,6 +495,7 @@ class _Run:
             load_seconds=self.load_seconds,
             requests=self.client.stats.requests,
             rate_limited=self.client.stats.rate_limited,
+            last_success=last_success,
         )
 
     # --- workers ----------------------------------------------------------------------
@@ -487,6 +510,10 @@ class _Run:
         raise _Stop
 
     def _list(self, scope: Scope) -> None:
+        with logcontext.scope_context(scope):
+            self._list_scope(scope)
+
+    def _list_scope(self, scope: Scope) -> None:
         try:
             log.info("scope %s: listing", scope)
             pages = iter_time_entry_pages(self.client, scope, self.settings.asana.page_size,
@@ -502,6 +529,10 @@ class _Run:
                 self._put(_ListingDone(scope, exc))
 
     def _confirm(self, scope: Scope) -> None:
+        with logcontext.scope_context(scope):
+            self._confirm_scope(scope)
+
+    def _confirm_scope(self, scope: Scope) -> None:
         try:
             confirmations = iter_confirmations(self.engine, self.client, self.run_id, scope,
                                                self.window, self.stats[scope])

@@ -168,6 +168,16 @@ def abandon_running(conn: sa.Connection, now: dt.datetime) -> list[int]:
     return ids
 
 
+def last_success(conn: sa.Connection, command: str) -> float | None:
+    """Unix time of the last run of `command` that loaded every scope, if any."""
+    value = conn.scalar(
+        sa.select(sa.func.max(sync_runs.c.finished_at)).where(
+            sync_runs.c.status == SUCCEEDED, sync_runs.c.command == command
+        )
+    )
+    return None if value is None else _as_utc(value).timestamp()
+
+
 def recent_runs(conn: sa.Connection, limit: int = 10) -> list[dict[str, Any]]:
     rows = conn.execute(sa.select(sync_runs).order_by(sync_runs.c.id.desc()).limit(limit))
     return [dict(r._mapping) for r in rows]

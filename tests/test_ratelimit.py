@@ -8,7 +8,6 @@ from etl.config import Scope
 from etl.pipeline import run_sync
 from etl.ratelimit import HEADROOM, RateLimiter
 from etl.simulator import AsanaSimulator, Dataset
-from tests.helpers import expected_rows, stored_rows
 
 
 class FakeTime:

@@ -1,0 +1,186 @@
+"""`asana-etl sync --dry-run`: read Asana, say what a sync would change, write nothing.
+
+No lock, no migrations, no run row; SQLite is opened read-only, so the file stays
+byte-identical. Scopes are read one after another. Memory holds the gids one scope's
+listing shows and those of the entries that would change; a dry run is a look before a
+sync, not a nightly job.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from etl import db
+from etl.asana import AsanaClient, Sleep
+from etl.config import DateWindow, Scope, Settings
+from etl.errors import AsanaError, AuthError, ConfigError, DatabaseError
+from etl.extract import fetch_entry, iter_time_entry_pages, still_in_scope
+from etl.load import linked_live_gids, stored_versions
+from etl.pipeline import MAX_LISTING_RESTARTS, preflight
+from etl.transform import RecordRejected, to_row
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DryRunResult:
+    scopes: int = 0
+    failed: list[tuple[Scope, str]] = field(default_factory=list)
+    entries: int = 0
+    insert: int = 0
+    update: int = 0
+    unchanged: int = 0
+    delete: int = 0
+    unlink: int = 0
+    rejected: int = 0
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        failed = f" ({len(self.failed)} failed)" if self.failed else ""
+        return (
+            f"dry run: {self.scopes} scopes{failed}, {self.entries} entries seen; a sync would "
+            f"insert {self.insert}, update {self.update}, leave {self.unchanged} unchanged, "
+            f"mark {self.delete} deleted, unlink {self.unlink} from a scope, reject "
+            f"{self.rejected}; nothing was written ({self.seconds:.1f} s)"
+        )
+
+
+def run_dry_run(
+    settings: Settings,
+    *,
+    scopes: Sequence[Scope] | None = None,
+    window: DateWindow = DateWindow(),
+    sleep: Sleep = time.sleep,
+) -> DryRunResult:
+    token = settings.require_token()
+    scopes = list(dict.fromkeys(scopes if scopes is not None else settings.scopes))
+    if not scopes:
+        raise ConfigError(f"no scopes to read: add some under [scopes] in {settings.source}")
+    started = time.monotonic()
+    engine = _open_read_only(settings.database_url)
+    result = DryRunResult(scopes=len(scopes))
+    # versions this dry run has already counted as inserted or updated, by gid
+    counted: dict[str, str] = {}
+    try:
+        with AsanaClient(settings.asana, token, sleep=sleep) as client:
+            preflight(client, scopes[0])
+            conn = engine.connect() if engine is not None else None
+            try:
+                for scope in scopes:
+                    try:
+                        _scope(client, conn, scope, window, settings, result, counted)
+                    except AuthError:
+                        raise
+                    except AsanaError as exc:
+                        result.failed.append((scope, exc.message))
+            finally:
+                if conn is not None:
+                    conn.rollback()
+                    conn.close()
+    finally:
+        if engine is not None:
+            engine.dispose()
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _scope(client, conn, scope, window, settings, result, counted) -> None:
+    seen: set[str] = set()
+    for page in iter_time_entry_pages(client, scope, settings.asana.page_size,
+                                      MAX_LISTING_RESTARTS):
+        rows = []
+        for raw in page.data:
+            result.entries += 1
+            try:
+                row = to_row(raw)
+            except RecordRejected:
+                result.rejected += 1
+                gid = raw.get("gid") if isinstance(raw, dict) else None
+                if isinstance(gid, str):
+                    seen.add(gid)
+                continue
+            if row["entered_on"] in window:
+                rows.append(row)
+                seen.add(row["gid"])
+            else:
+                result.entries -= 1
+        stored = stored_versions(conn, {r["gid"] for r in rows}) if conn is not None else {}
+        for row in rows:
+            _count(result, counted, stored, row["gid"], row["content_hash"])
+    if conn is None:
+        return
+    for gid in linked_live_gids(conn, scope, window):
+        if gid in seen or gid in counted:
+            continue
+        entry = fetch_entry(client, gid)
+        if entry is None:
+            result.delete += 1
+            counted[gid] = ""
+            continue
+        if not still_in_scope(scope, entry):
+            result.unlink += 1
+        try:
+            row = to_row({k: v for k, v in entry.items() if k != "task"})
+        except RecordRejected:
+            result.rejected += 1
+            continue
+        stored = stored_versions(conn, [gid])
+        if stored.get(gid) != row["content_hash"]:
+            result.update += 1
+            counted[gid] = row["content_hash"]
+
+
+def _count(result: DryRunResult, counted: dict[str, str], stored: dict[str, str | None],
+           gid: str, content_hash: str) -> None:
+    if gid in counted:
+        previous: str | None = counted[gid]
+    elif gid in stored:
+        previous = stored[gid]
+    else:
+        result.insert += 1
+        counted[gid] = content_hash
+        return
+    if previous != content_hash:
+        result.update += 1
+        counted[gid] = content_hash
+    else:
+        result.unchanged += 1
+
+
+def _open_read_only(url: str) -> sa.Engine | None:
+    """An engine that cannot write, or None when there is no database yet (everything
+    would be inserted)."""
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        path = parsed.database
+        if not path or path == ":memory:" or not Path(path).is_file():
+            return None
+        import sqlite3
+
+        uri = f"file:{Path(path).resolve()}?mode=ro"
+        engine = sa.create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True))
+    else:
+        engine = db.make_engine(url)
+        # PostgreSQL and MySQL: a read-only transaction, rolled back at the end
+        sa.event.listen(engine, "begin", _read_only_transaction)
+    db.check_connection(engine)
+    try:
+        if not db.is_up_to_date(engine):
+            if db.current_revision(engine) is None:
+                engine.dispose()
+                return None  # never migrated: nothing stored yet
+            raise DatabaseError(f"the schema of {db.mask_url(url)} is not up to date: run "
+                                "`asana-etl db upgrade` first")
+    except sa.exc.SQLAlchemyError as exc:
+        raise DatabaseError(f"cannot read {db.mask_url(url)}: {exc.__class__.__name__}") from None
+    return engine
+
+
+def _read_only_transaction(conn: sa.Connection) -> None:
+    conn.exec_driver_sql("SET TRANSACTION READ ONLY")
