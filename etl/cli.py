@@ -249,25 +249,16 @@ def status(ctx: click.Context, as_json: bool, check: bool, stale_hours: float, l
     """Recent runs and each scope's last success."""
     settings = _settings(ctx, require_file=False)
     engine = prepare_database(settings.database_url, migrate=False)
+    now = runs.utcnow()
     with engine.connect() as conn:
         recent = runs.recent_runs(conn, limit)
-        scopes = {(s["scope_type"], s["scope_gid"]): s for s in runs.scope_freshness(conn)}
+        scopes = runs.freshness(conn, settings.scopes, dt.timedelta(hours=stale_hours), now)
     engine.dispose()
-    now = runs.utcnow()
-    for scope in settings.scopes:  # configured but never listed: stale too
-        scopes.setdefault((scope.kind, scope.gid), {
-            "scope_type": scope.kind, "scope_gid": scope.gid, "last_status": None,
-            "last_error": None, "last_run_id": None, "last_success": None,
-        })
-    stale_after = dt.timedelta(hours=stale_hours)
-    for s in scopes.values():
-        s["stale"] = s["last_success"] is None or now - s["last_success"] > stale_after
-    configured = {(s.kind, s.gid) for s in settings.scopes} or set(scopes)
-    stale = [s for key, s in scopes.items() if key in configured and s["stale"]]
+    stale = [s for s in scopes if s["stale"] and s["configured"]]
     if as_json:
-        click.echo(json.dumps({"runs": recent, "scopes": list(scopes.values())}, default=str, indent=2))
+        click.echo(json.dumps({"runs": recent, "scopes": scopes}, default=str, indent=2))
     else:
-        _print_status(recent, list(scopes.values()), now)
+        _print_status(recent, scopes, now)
     if check and stale:
         click.echo(f"{len(stale)} scope(s) stale (no success in {stale_hours:g} h)", err=True)
         ctx.exit(int(ExitCode.SCOPE_FAILED))

@@ -1,4 +1,4 @@
-"""run_sync / run_backfill: extract → transform → load, one committed transaction a page.
+"""run_sync / run_backfill: extract → transform → load, one committed transaction a batch.
 
 The order of a run:
 1. the database is reachable (else exit 2, nothing read);
@@ -460,9 +460,7 @@ class _Run:
         with self.engine.begin() as conn:
             runs.finish_run(conn, self.run_id, status, runs.utcnow(), scopes_failed=failed,
                             error=error)
-        total = PageCounts()
-        for r in self.results.values():
-            total.add(r.counts)
+        total = self._totals()
         stats = self.client.stats
         fields = {
             "run_id": self.run_id, "status": status, "scopes": len(self.scopes),
@@ -475,6 +473,12 @@ class _Run:
                  extra={"event": "run_finished", "fields": fields})
         logcontext.set_run(None)
 
+    def _totals(self) -> PageCounts:
+        total = PageCounts()
+        for r in self.results.values():
+            total.add(r.counts)
+        return total
+
     def _stop_workers(self) -> None:
         self.stopping.set()
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -482,9 +486,7 @@ class _Run:
     def _result(self, status: str) -> RunResult:
         with self.engine.connect() as conn:
             last_success = runs.last_success(conn, self.command)
-        total = PageCounts()
-        for r in self.results.values():
-            total.add(r.counts)
+        total = self._totals()
         return RunResult(
             command=self.command,
             run_id=self.run_id,

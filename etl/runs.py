@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -230,6 +231,27 @@ def scope_freshness(conn: sa.Connection) -> list[dict[str, Any]]:
         item["last_success"] = _as_utc(item["last_success"])
         result.append(item)
     return result
+
+
+def freshness(
+    conn: sa.Connection, configured: Sequence[Scope], stale_after: dt.timedelta, now: dt.datetime
+) -> list[dict[str, Any]]:
+    """Every scope ever listed or configured: its last success, age, last outcome and
+    error, and whether it is stale (no success within `stale_after`). With no scope
+    configured, every scope ever listed counts as configured."""
+    scopes = {(s["scope_type"], s["scope_gid"]): s for s in scope_freshness(conn)}
+    for scope in configured:  # configured but never listed: stale too
+        scopes.setdefault((scope.kind, scope.gid), {
+            "scope_type": scope.kind, "scope_gid": scope.gid, "last_status": None,
+            "last_error": None, "last_run_id": None, "last_success": None,
+        })
+    wanted = {(s.kind, s.gid) for s in configured} or set(scopes)
+    for key, s in scopes.items():
+        last = s["last_success"]
+        s["age_hours"] = None if last is None else round((now - last).total_seconds() / 3600, 2)
+        s["stale"] = last is None or now - last > stale_after
+        s["configured"] = key in wanted
+    return list(scopes.values())
 
 
 def _as_utc(value: Any) -> dt.datetime | None:
