@@ -45,8 +45,8 @@ class _EtlGroup(click.Group):
                 click.echo(f"error: {line}", err=True)
             ctx.exit(int(exc.exit_code))
         except Interrupted as exc:
-            click.echo(f"error: {exc}; the page in hand was rolled back and the run recorded "
-                       "as failed", err=True)
+            click.echo(f"error: {exc}: stopped between two batches, nothing half-written; "
+                       "a run in progress is recorded as failed", err=True)
             ctx.exit(exc.exit_code)
 
 
