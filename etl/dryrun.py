@@ -96,20 +96,19 @@ def _scope(client, conn, scope, window, settings, result, counted) -> None:
                                       MAX_LISTING_RESTARTS):
         rows = []
         for raw in page.data:
-            result.entries += 1
             try:
                 row = to_row(raw)
             except RecordRejected:
+                result.entries += 1
                 result.rejected += 1
                 gid = raw.get("gid") if isinstance(raw, dict) else None
                 if isinstance(gid, str):
                     seen.add(gid)
                 continue
-            if row["entered_on"] in window:
+            if row["entered_on"] in window:  # as a backfill --since/--until would
+                result.entries += 1
                 rows.append(row)
                 seen.add(row["gid"])
-            else:
-                result.entries -= 1
         stored = stored_versions(conn, {r["gid"] for r in rows}) if conn is not None else {}
         for row in rows:
             _count(result, counted, stored, row["gid"], row["content_hash"])
