@@ -183,11 +183,11 @@ def _upsert_by_copy(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
 
 @functools.cache
 def _upsert_statement(dialect: str) -> sa.Executable:
-    """`INSERT ... ON CONFLICT/DUPLICATE KEY UPDATE` of the content for this dialect."""
+    """`INSERT ... ON CONFLICT/DUPLICATE KEY UPDATE` of the content, for SQLite and MySQL
+    (PostgreSQL goes through `_upsert_by_copy`)."""
     updated = [*CONTENT_COLUMNS, "updated_at", "deleted_at"]
-    if dialect in ("sqlite", "postgresql"):
-        insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
-        stmt = insert(entries)
+    if dialect == "sqlite":
+        stmt = sqlite.insert(entries)
         differs = sa.or_(
             entries.c.deleted_at.is_not(None),
             entries.c.content_hash.is_distinct_from(stmt.excluded.content_hash),

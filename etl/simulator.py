@@ -477,12 +477,7 @@ class _Handler(BaseHTTPRequestHandler):
             sim.before_answer(path, params)
         if sim.payment_required:
             return _error(402, "Time tracking is only available on Asana's Advanced and Enterprise plans.")
-        prefix = "/api/1.0/time_tracking_entries"
-        if path == prefix:
-            return self._list(sim, params)
-        if path.startswith(prefix + "/"):
-            return self._one(sim, path[len(prefix) + 1:], params)
-        return _error(404, "Not found")
+        return self._route(sim, path, params)
 
     def _fault(self, sim: AsanaSimulator, fault: Fault, path: str, params: dict[str, str]
                ) -> tuple[int, bytes, dict[str, str]]:
@@ -490,7 +485,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Reset
         if fault.kind == "truncate":
             self._recorded_as = "truncate"
-            status, body, headers = self._answer_without_faults(sim, path, params)
+            status, body, headers = self._route(sim, path, params)
             return status, body[: max(1, len(body) // 2)], headers
         if fault.kind == "expire_offset":
             return _error(400, "offset: Your pagination token has expired or is invalid. "
@@ -507,11 +502,15 @@ class _Handler(BaseHTTPRequestHandler):
             return status, html.encode(), {"Content-Type": "text/html"}
         return _error(status, {500: "Server Error"}.get(status, f"Simulated HTTP {status}"))
 
-    def _answer_without_faults(self, sim, path, params):
+    def _route(self, sim: AsanaSimulator, path: str, params: dict[str, str]
+               ) -> tuple[int, bytes, dict[str, str]]:
+        """The endpoint's real answer (no faults, no auth check)."""
         prefix = "/api/1.0/time_tracking_entries"
         if path == prefix:
             return self._list(sim, params)
-        return self._one(sim, path[len(prefix) + 1:], params)
+        if path.startswith(prefix + "/"):
+            return self._one(sim, path[len(prefix) + 1:], params)
+        return _error(404, "Not found")
 
     def _list(self, sim: AsanaSimulator, params: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:
         data = sim.dataset
