@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from etl.asana import AsanaClient, classify, parse_retry_after
+from etl.asana import AsanaClient, classify, decode_json, make_session, parse_retry_after
 from etl.config import AsanaSettings, Secret
 from etl.errors import AuthError, RateLimitedError, RequestRejectedError, RetriableError
 from tests.helpers import TOKEN
@@ -104,6 +104,26 @@ def test_unreachable_server_is_retried_then_fails_without_the_token(sleep):
 def test_the_token_travels_as_a_bearer_header(asana_server, client):
     assert client.session.headers["Authorization"] == f"Bearer {TOKEN}"
     assert client.session.headers["User-Agent"].startswith("asana-etl/")
+
+
+def test_the_environment_is_read_once_and_netrc_never_replaces_the_token(monkeypatch, tmp_path):
+    netrc = tmp_path / ".netrc"
+    netrc.write_text("machine app.asana.com login someone password other-token\n")
+    monkeypatch.setenv("NETRC", str(netrc))
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    session = make_session(Secret(TOKEN), "https://app.asana.com/api/1.0")
+    assert session.proxies["https"] == "http://proxy.example:3128"
+    assert not session.trust_env  # so requests reads neither again, per request
+    prepared = session.prepare_request(requests.Request("GET", "https://app.asana.com/api/1.0/x"))
+    assert prepared.headers["Authorization"] == f"Bearer {TOKEN}"
+
+
+def test_bodies_decode_as_the_standard_library_decodes_them():
+    assert decode_json(b'{"data": [{"gid": "1", "name": "Zo\xc3\xab"}]}') == {
+        "data": [{"gid": "1", "name": "Zoë"}]}
+    assert decode_json(b'{"x": 1e400}') == {"x": float("inf")}  # orjson refuses it
+    with pytest.raises(ValueError):
+        decode_json(b"<html>502</html>")
 
 
 def test_paginate_follows_offsets_to_the_end(asana_server, client):
