@@ -6,17 +6,22 @@ every backend and only new or changed rows are sent. The upsert itself still gua
 UPDATE with "the row differs", so a row that did not change is never rewritten.
 Links are inserted only where missing (a SELECT finds the others), so a run over
 unchanged data writes no link. Seen-marks, the run's own bookkeeping, are appended in
-bulk (COPY on PostgreSQL).
+bulk (COPY on PostgreSQL), and only for entries linked before the pass.
+
+This is the hot path of a sync: rows go to the driver as tuples in SQL text compiled
+once, and lookups by gid take one parameter a chunk (see `_select_among`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
 from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
@@ -25,6 +30,7 @@ from etl.db import (
     UTCDateTime,
     rejected_records,
     sync_run_seen_entries,
+    sync_runs,
     time_tracking_entries,
     time_tracking_entry_scopes,
 )
@@ -76,35 +82,37 @@ def upsert_entries(
             c.unchanged += 1
         current[gid] = row["content_hash"]
         latest[gid] = row
-    to_write = [
-        {**row, "first_seen_at": now, "updated_at": now, "deleted_at": None}
-        for gid, row in latest.items()
-        if stored.get(gid, "-") != row["content_hash"]
-    ]
-    if not to_write:
-        return counts
-    if conn.dialect.name == "postgresql":
-        _upsert_by_copy(conn, to_write)
-    else:
-        _executemany(conn, _upsert_statement(conn.dialect.name), entries, to_write)
+    to_write = [row for gid, row in latest.items() if stored.get(gid, "-") != row["content_hash"]]
+    if to_write:
+        _write_entries(conn, to_write, now)
     return counts
 
 
-def _executemany(
-    conn: sa.Connection, stmt: sa.Executable, table: sa.Table, rows: list[dict[str, Any]]
-) -> None:
-    """Run `stmt` for many rows through the driver's executemany, with each value through
-    its column's bind processor: what SQLAlchemy does, without its per-row bookkeeping
-    (a third of the loader's time for large batches)."""
-    sql, names, positional = _compiled(conn.dialect, stmt)
-    processors = [(n, _processor(table.c[n], conn.dialect)) for n in names]
-    if positional:
-        params: list[Any] = [
-            tuple(p(row[n]) if p else row[n] for n, p in processors) for row in rows
-        ]
+#: The columns an upsert writes, in the order of its values.
+_WRITTEN = ("gid", *CONTENT_COLUMNS, "first_seen_at", "updated_at", "deleted_at")
+
+
+def _write_entries(conn: sa.Connection, rows: list[EntryRow], now: dt.datetime) -> None:
+    """Insert or update these rows (all new or changed) by the backend's fastest way."""
+    dialect = conn.dialect
+    stamp = _processor(entries.c.updated_at, dialect)(now)
+    # SQLite stores a date as its ISO text (what SQLAlchemy's processor would write);
+    # the other drivers take date objects
+    day = dt.date.isoformat if dialect.name == "sqlite" else _same
+    values = [
+        (row["gid"], row["duration_minutes"], day(row["entered_on"]), row["attributable_to_gid"],
+         row["attributable_to_name"], row["created_by_gid"], row["created_by_name"],
+         row["raw"], row["content_hash"], stamp, stamp, None)
+        for row in rows
+    ]
+    if dialect.name == "postgresql":
+        _upsert_by_copy(conn, values)
     else:
-        params = [{n: p(row[n]) if p else row[n] for n, p in processors} for row in rows]
-    conn.exec_driver_sql(sql, params)
+        conn.exec_driver_sql(_upsert_sql(dialect), values)
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def _processor(column: sa.Column[Any], dialect: sa.Dialect) -> Any:
@@ -116,28 +124,13 @@ def _processor(column: sa.Column[Any], dialect: sa.Dialect) -> Any:
     return functools.lru_cache(maxsize=8)(process)
 
 
-_compiled_cache: dict[tuple[str, int], tuple[str, list[str], bool]] = {}
-
-
-def _compiled(dialect: sa.Dialect, stmt: sa.Executable) -> tuple[str, list[str], bool]:
-    key = (dialect.name, id(stmt))  # the statements are module-level singletons (cached)
-    if key not in _compiled_cache:
-        compiled = stmt.compile(dialect=dialect)
-        names = list(compiled.positiontup or []) if compiled.positional else list(compiled.params)
-        _compiled_cache[key] = (compiled.string, names, compiled.positional)
-    return _compiled_cache[key]
-
-
 def stored_versions(conn: sa.Connection, gids: Iterable[str]) -> dict[str, str | None]:
     """gid -> content_hash of the entries the table holds ("" for one marked deleted,
     None for one loaded before content hashes existed); absent gids are new."""
     stored: dict[str, str | None] = {}
-    for chunk in _chunks(list(gids), IN_CHUNK):
-        query = sa.select(entries.c.gid, entries.c.content_hash, entries.c.deleted_at).where(
-            _among(entries.c.gid, chunk, conn.dialect.name)
-        )
-        for gid, content_hash, deleted_at in conn.execute(query):
-            stored[gid] = "" if deleted_at is not None else content_hash
+    query = "SELECT gid, content_hash, deleted_at IS NULL FROM time_tracking_entries WHERE gid"
+    for gid, content_hash, live in _select_among(conn, query, list(gids)):
+        stored[gid] = content_hash if live else ""
     return stored
 
 
@@ -156,10 +149,7 @@ def linked_live_gids(conn: sa.Connection, scope: Scope, window: DateWindow) -> l
     return list(conn.execute(query).scalars())
 
 
-_WRITTEN = (*CONTENT_COLUMNS, "gid", "first_seen_at", "updated_at", "deleted_at")
-
-
-def _upsert_by_copy(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+def _upsert_by_copy(conn: sa.Connection, values: list[tuple[Any, ...]]) -> None:
     """PostgreSQL: COPY the batch into a temporary table, then one INSERT ... SELECT ...
     ON CONFLICT: several times faster than row-by-row statements for large batches."""
     names = ", ".join(_WRITTEN)
@@ -169,8 +159,8 @@ def _upsert_by_copy(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
         "(LIKE time_tracking_entries) ON COMMIT DELETE ROWS"
     )
     with cursor.copy(f"COPY entries_batch ({names}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row([row[c] for c in _WRITTEN])
+        for row in values:
+            copy.write_row(row)
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in (*CONTENT_COLUMNS, "updated_at", "deleted_at"))
     cursor.execute(
         f"INSERT INTO time_tracking_entries ({names}) SELECT {names} FROM entries_batch "
@@ -181,50 +171,71 @@ def _upsert_by_copy(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
     cursor.execute("TRUNCATE entries_batch")
 
 
-@functools.cache
-def _upsert_statement(dialect: str) -> sa.Executable:
+@functools.lru_cache(maxsize=16)
+def _upsert_sql(dialect: sa.Dialect) -> str:
     """`INSERT ... ON CONFLICT/DUPLICATE KEY UPDATE` of the content, for SQLite and MySQL
-    (PostgreSQL goes through `_upsert_by_copy`)."""
+    (PostgreSQL goes through `_upsert_by_copy`), as SQL text taking the values in
+    `_WRITTEN` order: the loader sends tuples straight to the driver."""
     updated = [*CONTENT_COLUMNS, "updated_at", "deleted_at"]
-    if dialect == "sqlite":
-        stmt = sqlite.insert(entries)
+    row = {c: sa.bindparam(c) for c in _WRITTEN}
+    if dialect.name == "sqlite":
+        stmt = sqlite.insert(entries).values(row)
         differs = sa.or_(
             entries.c.deleted_at.is_not(None),
             entries.c.content_hash.is_distinct_from(stmt.excluded.content_hash),
         )
-        return stmt.on_conflict_do_update(
+        stmt = stmt.on_conflict_do_update(
             index_elements=[entries.c.gid],
             set_={c: stmt.excluded[c] for c in updated},
             where=differs,
         )
-    if dialect == "mysql":
-        stmt = mysql.insert(entries)
+    elif dialect.name == "mysql":
+        stmt = mysql.insert(entries).values(row)
         # MySQL has no WHERE on this clause; only new or changed rows reach it (see above)
-        return stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in updated})
-    raise NotImplementedError(f"no upsert for the {dialect} dialect")
+        stmt = stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in updated})
+    else:
+        raise NotImplementedError(f"no upsert for the {dialect.name} dialect")
+    compiled = stmt.compile(dialect=dialect)
+    sql, names = compiled.string, compiled.positiontup
+    if not compiled.positional:  # pymysql's %(name)s: made positional, in the same order
+        names = re.findall(r"%\((\w+)\)s", sql)
+        sql = re.sub(r"%\((\w+)\)s", "%s", sql)
+    if list(names or ()) != list(_WRITTEN):  # the tuples' order must be the statement's
+        raise AssertionError(f"unexpected parameter order {names}")
+    return sql
 
 
-def link_entries(conn: sa.Connection, scope: Scope, gids: Iterable[str], now: dt.datetime) -> None:
+def link_entries(
+    conn: sa.Connection, scope: Scope, gids: Iterable[str], now: dt.datetime,
+    also: Iterable[str] = (),
+) -> list[str]:
     """Record that `scope`'s listing holds these entries; existing links are not written
-    (one SELECT finds them, so a run over unchanged data inserts nothing)."""
+    (one SELECT finds them, so a run over unchanged data inserts nothing).
+
+    Returns the gids, of `gids` and of `also` (entries seen but not loaded: rejected
+    records), that were linked before: only those need a seen-mark (see `mark_seen`).
+    """
     wanted = list(dict.fromkeys(gids))
-    if not wanted:
-        return
-    existing: set[str] = set()
-    for chunk in _chunks(wanted, IN_CHUNK):
-        existing.update(conn.execute(
-            sa.select(links.c.entry_gid).where(
-                links.c.scope_type == scope.kind, links.c.scope_gid == scope.gid,
-                _among(links.c.entry_gid, chunk, conn.dialect.name),
-            )
-        ).scalars())
+    looked_up = list(dict.fromkeys([*wanted, *also]))
+    if not looked_up:
+        return []
+    query = (
+        "SELECT entry_gid FROM time_tracking_entry_scopes WHERE scope_type = {p} "
+        "AND scope_gid = {p} AND entry_gid"
+    )
+    existing = {gid for gid, in _select_among(conn, query, looked_up, scope.kind, scope.gid)}
     new = [(scope.kind, scope.gid, g, now) for g in wanted if g not in existing]
     if new:
         bulk_insert(conn, links, ("scope_type", "scope_gid", "entry_gid", "first_seen_at"), new)
+    return [g for g in looked_up if g in existing]
 
 
 def mark_seen(conn: sa.Connection, run_id: int, scope: Scope, gids: Iterable[str]) -> None:
-    """Remember, for deletion detection, that this pass of `scope` saw these entries."""
+    """Remember, for deletion detection, that this pass of `scope` saw these entries.
+
+    Only entries linked before the pass need it: a link the pass created was seen by
+    it (`deletion_candidates` leaves those out), so a first sync writes no seen-marks.
+    """
     rows = [(run_id, scope.kind, scope.gid, g) for g in dict.fromkeys(gids)]
     if rows:
         bulk_insert(conn, seen, ("run_id", "scope_type", "scope_gid", "entry_gid"), rows)
@@ -253,12 +264,29 @@ def bulk_insert(
     )
 
 
-def _among(column: sa.Column[str], values: list[str], dialect: str) -> sa.ColumnElement[bool]:
-    """`column IN (values)`; on PostgreSQL `= ANY(array)`, one parameter instead of a
-    thousand, so neither SQLAlchemy nor psycopg re-renders and re-parses the query."""
-    if dialect == "postgresql":
-        return column == sa.any_(sa.bindparam(None, values, type_=postgresql.ARRAY(sa.String)))
-    return column.in_(values)
+def _select_among(
+    conn: sa.Connection, query: str, values: list[str], *params: Any
+) -> Iterator[tuple[Any, ...]]:
+    """Rows of `query` (SQL text ending in a column, `{p}` for each of `params`) where
+    that column is one of `values`: one parameter a chunk on SQLite (`json_each`) and
+    PostgreSQL (`= ANY`), so nothing is re-rendered or re-parsed per value; `IN (...)`
+    in chunks on MySQL."""
+    dialect = conn.dialect.name
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    head = query.format(p=mark)
+    if dialect == "sqlite":
+        sql, size = f"{head} IN (SELECT value FROM json_each(?))", 50_000
+        pack: Any = lambda chunk: orjson.dumps(chunk).decode()  # noqa: E731
+    elif dialect == "postgresql":
+        sql, size, pack = f"{head} = ANY(%s::varchar[])", 50_000, list
+    else:
+        sql, size, pack = None, IN_CHUNK, None
+    for chunk in _chunks(values, size):
+        if sql is None:
+            text = f"{head} IN ({', '.join([mark] * len(chunk))})"
+            yield from conn.exec_driver_sql(text, (*params, *chunk))
+        else:
+            yield from conn.exec_driver_sql(sql, (*params, pack(chunk)))
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
@@ -275,9 +303,13 @@ def deletion_candidates(
     # A set difference, not NOT EXISTS: the planner hashes it whatever its statistics
     # say (a fresh table's "1 row" estimate made PostgreSQL compare every link with every
     # seen-mark, seconds per scope).
+    started = sa.select(sync_runs.c.started_at).where(sync_runs.c.id == run_id).scalar_subquery()
     unseen = sa.except_(
         sa.select(links.c.entry_gid).where(
-            links.c.scope_type == scope.kind, links.c.scope_gid == scope.gid
+            links.c.scope_type == scope.kind, links.c.scope_gid == scope.gid,
+            # a link this pass created was seen by it (and has no seen-mark): a clock
+            # stepping back would only make a seen entry a candidate, which Asana confirms
+            links.c.first_seen_at < started,
         ),
         sa.select(seen.c.entry_gid).where(
             seen.c.run_id == run_id, seen.c.scope_type == scope.kind,

@@ -382,8 +382,8 @@ class _Run:
         with self.engine.begin() as conn:
             upserted = upsert_entries(conn, rows, now)
             for scope in pages:
-                link_entries(conn, scope, listed[scope], now)
-                mark_seen(conn, self.run_id, scope, gids[scope])
+                linked_before = link_entries(conn, scope, listed[scope], now, also=gids[scope])
+                mark_seen(conn, self.run_id, scope, linked_before)
                 insert_rejected(conn, self.run_id, scope, rejections.get(scope, []), now)
                 u = upserted.get(scope, UpsertCounts())
                 rejected = len(rejections.get(scope, []))

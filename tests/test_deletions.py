@@ -182,3 +182,22 @@ def test_a_backfill_window_only_considers_its_own_entries(asana_server, make_set
     result = run_backfill(make_settings([workspace]), window=window, sleep=sleep)
     assert deleted_gids(engine) == {inside}
     assert result.counts.deleted == 1
+
+
+def test_only_unseen_entries_are_confirmed_with_asana(asana_server, make_settings, engine, sleep):
+    """A first sync writes no seen-marks (every link it creates, it saw), and a re-sync
+    marks the rest: neither asks Asana about a single entry. Only a real disappearance
+    becomes a candidate."""
+    data = asana_server.dataset
+
+    def confirmations() -> list[str]:
+        return [r.path.rsplit("/", 1)[1] for r in asana_server.requests if r.path.count("/") == 4]
+
+    run_sync(make_settings(), sleep=sleep)
+    assert confirmations() == []
+    run_sync(make_settings(), sleep=sleep)
+    assert confirmations() == []
+    gone = next(iter(data.entries))
+    data.delete_entry(gone)
+    result = run_sync(make_settings(), sleep=sleep)
+    assert set(confirmations()) == {gone} and result.counts.deleted == 1
