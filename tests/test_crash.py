@@ -76,6 +76,14 @@ def run_status_counts(engine) -> dict[str, int]:
         return dict(conn.execute(sa.select(t.c.status, sa.func.count()).group_by(t.c.status)).all())
 
 
+def latest_run_id(engine) -> int | None:
+    try:
+        with engine.connect() as conn:
+            return conn.scalar(sa.select(sa.func.max(db.sync_runs.c.id)))
+    except sa.exc.SQLAlchemyError:  # not created yet, or locked by the victim's migration
+        return None
+
+
 def sigkill_loop(tmp_path, server, database_url, kills: int, seed: int) -> None:
     config = write_config(tmp_path, server, database_url)
     rng = random.Random(seed)
@@ -83,8 +91,15 @@ def sigkill_loop(tmp_path, server, database_url, kills: int, seed: int) -> None:
     outputs = []
     interrupted = 0
     for _ in range(kills):
+        runs_before = latest_run_id(engine)
         victim = start(config)
-        time.sleep(rng.uniform(0.6, 2.0))
+        # a random moment once the run has begun, not a fixed delay: how long the
+        # process takes to start, or the run to finish, depends on the machine
+        deadline = time.monotonic() + 60
+        while latest_run_id(engine) == runs_before and victim.poll() is None:
+            assert time.monotonic() < deadline, "the run never started"
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.4))
         victim.send_signal(signal.SIGKILL)
         code, output = finish(victim)
         outputs.append(output)
