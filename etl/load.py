@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.dialects import mysql, sqlite
 
 from etl.config import DateWindow, Scope
 from etl.db import (
