@@ -258,7 +258,7 @@ def bulk_insert(
             for row in rows:
                 copy.write_row(row)
         return
-    placeholders = ", ".join(["?" if dialect.paramstyle == "qmark" else "%s"] * len(columns))
+    placeholders = ", ".join([_mark(dialect)] * len(columns))
     conn.exec_driver_sql(
         f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({placeholders})", rows
     )
@@ -272,7 +272,7 @@ def _select_among(
     PostgreSQL (`= ANY`), so nothing is re-rendered or re-parsed per value; `IN (...)`
     in chunks on MySQL."""
     dialect = conn.dialect.name
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    mark = _mark(conn.dialect)
     head = query.format(p=mark)
     if dialect == "sqlite":
         sql, size = f"{head} IN (SELECT value FROM json_each(?))", 50_000
@@ -287,6 +287,11 @@ def _select_among(
             yield from conn.exec_driver_sql(text, (*params, *chunk))
         else:
             yield from conn.exec_driver_sql(sql, (*params, pack(chunk)))
+
+
+def _mark(dialect: sa.Dialect) -> str:
+    """The driver's positional placeholder."""
+    return "?" if dialect.paramstyle == "qmark" else "%s"
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
