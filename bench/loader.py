@@ -20,7 +20,7 @@ from etl.config import Scope
 from etl.extract import OPT_FIELDS
 from etl.load import link_entries, mark_seen, upsert_entries
 from etl.simulator import Dataset
-from etl.transform import to_row
+from etl.transform import row_values, to_row
 
 BATCH = 5000
 
@@ -41,7 +41,7 @@ def run(url: str, count: int) -> None:
     fields = set(OPT_FIELDS.split(","))
     raws = [orjson.loads(orjson.dumps(data.entry_json(e, fields))) for e in data.entries.values()]
     started = time.perf_counter()
-    rows = [to_row(raw) for raw in raws]
+    rows = [row_values(to_row(raw)) for raw in raws]
     print(f"flatten (to_row): {(time.perf_counter() - started) / count * 1e6:.1f} µs an entry")
     engine = db.make_engine(url)
     db.upgrade(engine)
@@ -53,7 +53,7 @@ def run(url: str, count: int) -> None:
         started = time.perf_counter()
         for at in range(0, count, BATCH):
             batch = rows[at:at + BATCH]
-            gids = [row["gid"] for row in batch]
+            gids = [row[0] for row in batch]
             now = runs.utcnow()
             with engine.begin() as conn:
                 t = time.perf_counter()

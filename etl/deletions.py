@@ -6,25 +6,22 @@ a complete listing of a scope no longer shows. Each such candidate is confirmed 
 means the entry only left this scope, or was skipped because the data shifted between
 two pages. Nothing is ever marked deleted without Asana's 404.
 
-`iter_confirmations` does the reading (in a worker thread); `apply_confirmation` the
-writing (in the loader's transaction).
+The run orders candidates (`load.deletion_candidates`) confirmed by the fetcher process
+(`etl.fetcher`); `apply_confirmation` writes each answer in the loader's transaction.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
 
 from etl import runs
-from etl.asana import AsanaClient, CallStats
-from etl.config import DateWindow, Scope
-from etl.extract import fetch_entry, still_in_scope
+from etl.config import Scope
+from etl.extract import still_in_scope
 from etl.load import (
     Rejection,
-    deletion_candidates,
     insert_rejected,
     mark_deleted,
     mark_seen,
@@ -32,33 +29,9 @@ from etl.load import (
     upsert_entries,
 )
 from etl.runs import PageCounts
-from etl.transform import RecordRejected, entry_gid, rejected_payload, to_row
+from etl.transform import RecordRejected, entry_gid, rejected_payload, row_values, to_row
 
 log = logging.getLogger(__name__)
-
-BATCH = 200
-
-
-def iter_confirmations(
-    engine: sa.Engine, client: AsanaClient, run_id: int, scope: Scope, window: DateWindow,
-    stats: CallStats | None = None,
-) -> Iterator[tuple[str, dict[str, Any] | None]]:
-    """(gid, the entry as Asana has it now, or None if Asana answers 404) for every entry
-    linked to `scope` that this pass did not see.
-
-    Raises:
-        AsanaError: a confirmation failed.
-    """
-    after = None
-    while True:
-        with engine.connect() as conn:
-            gids = deletion_candidates(conn, run_id, scope, window, BATCH, after)
-        if not gids:
-            return
-        for gid in gids:
-            yield gid, fetch_entry(client, gid, stats)
-        after = gids[-1]
-
 
 def apply_confirmation(
     conn: sa.Connection, run_id: int, scope: Scope, gid: str, entry: dict[str, Any] | None
@@ -80,7 +53,7 @@ def apply_confirmation(
         insert_rejected(conn, run_id, scope, [rejection], now)
         mark_seen(conn, run_id, scope, [gid])
         return PageCounts(rejected=1)
-    upserted = upsert_entries(conn, [(scope, row)], now)[scope]
+    upserted = upsert_entries(conn, [(scope, row_values(row))], now)[scope]
     if in_scope:
         # still listed by this scope: the pass skipped it because data shifted between pages
         mark_seen(conn, run_id, scope, [gid])

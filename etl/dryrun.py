@@ -20,9 +20,9 @@ from etl import db
 from etl.asana import AsanaClient, Sleep
 from etl.config import DateWindow, Scope, Settings
 from etl.errors import AsanaError, AuthError, ConfigError, DatabaseError
-from etl.extract import fetch_entry, iter_time_entry_pages, still_in_scope
+from etl.extract import fetch_entry, iter_time_entry_pages, preflight, still_in_scope
 from etl.load import linked_live_gids, stored_versions
-from etl.pipeline import MAX_LISTING_RESTARTS, preflight
+from etl.fetcher import MAX_LISTING_RESTARTS
 from etl.transform import RecordRejected, to_row
 
 log = logging.getLogger(__name__)

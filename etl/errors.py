@@ -61,7 +61,7 @@ class RetriableError(AsanaError):
 class RateLimitedError(RetriableError):
     """429: Asana asks us to wait `retry_after` seconds."""
 
-    def __init__(self, message: str, retry_after: float | None):
+    def __init__(self, message: str, retry_after: float | None = None):
         super().__init__(message, status=429)
         self.retry_after = retry_after
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from etl.asana import AsanaClient, CallStats, Page
 from etl.config import Scope, ScopeKind
-from etl.errors import OffsetExpiredError, RequestRejectedError
+from etl.errors import AsanaError, AuthError, OffsetExpiredError, RequestRejectedError
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,21 @@ ENTRIES_PATH = "/time_tracking_entries"
 
 def scope_params(scope: Scope) -> dict[str, str]:
     return {FILTER_PARAM[scope.kind]: scope.gid}
+
+
+def preflight(client: AsanaClient, scope: Scope) -> None:
+    """One `limit=1` request, so that a refused token or plan stops a run before it
+    writes anything.
+
+    Raises:
+        AuthError: 401 or 402. Any other failure is left for the scope's own listing.
+    """
+    try:
+        client.get(ENTRIES_PATH, {**scope_params(scope), "limit": 1, "opt_fields": "gid"})
+    except AuthError:
+        raise
+    except AsanaError as exc:
+        log.debug("preflight on scope %s: %s (left to the listing)", scope, exc.message)
 
 
 def iter_time_entry_pages(

@@ -34,7 +34,7 @@ from etl.db import (
     time_tracking_entries,
     time_tracking_entry_scopes,
 )
-from etl.transform import CONTENT_COLUMNS, EntryRow
+from etl.transform import CONTENT_COLUMNS, HASH, VALUE_COLUMNS, RowValues
 
 entries = time_tracking_entries
 links = time_tracking_entry_scopes
@@ -55,64 +55,56 @@ K = TypeVar("K", bound=Hashable)
 
 
 def upsert_entries(
-    conn: sa.Connection, rows: Sequence[tuple[K, EntryRow]], now: dt.datetime
+    conn: sa.Connection, rows: Sequence[tuple[K, RowValues]], now: dt.datetime
 ) -> dict[K, UpsertCounts]:
     """Insert new entries, update changed ones, leave unchanged ones untouched.
 
-    `rows` pairs each row with the key (a scope) its counts go to. Rows are counted in
-    order, as if written one by one: a gid's first sighting is inserted or updated or
-    unchanged against the table, later sightings against the earlier ones. An entry
-    that comes back after being marked deleted counts as updated (its `deleted_at` is
-    cleared). Only the final version of each new or changed entry is written.
+    `rows` pairs each row (see `transform.row_values`) with the key (a scope) its counts
+    go to. Rows are counted in order, as if written one by one: a gid's first sighting is
+    inserted or updated or unchanged against the table, later sightings against the
+    earlier ones. An entry that comes back after being marked deleted counts as updated
+    (its `deleted_at` is cleared). Only the final version of each new or changed entry is
+    written.
     """
     counts: dict[K, UpsertCounts] = {}
     if not rows:
         return counts
-    stored = stored_versions(conn, {row["gid"] for _, row in rows})
+    stored = stored_versions(conn, {values[0] for _, values in rows})
     current = dict(stored)
-    latest: dict[str, EntryRow] = {}
-    for key, row in rows:
-        c = counts.setdefault(key, UpsertCounts())
-        gid = row["gid"]
+    latest: dict[str, RowValues] = {}
+    for key, values in rows:
+        c = counts.get(key)
+        if c is None:
+            c = counts[key] = UpsertCounts()
+        gid, content_hash = values[0], values[HASH]
         if gid not in current:
             c.inserted += 1
-        elif current[gid] != row["content_hash"]:
+        elif current[gid] != content_hash:
             c.updated += 1
         else:
             c.unchanged += 1
-        current[gid] = row["content_hash"]
-        latest[gid] = row
-    to_write = [row for gid, row in latest.items() if stored.get(gid, "-") != row["content_hash"]]
+        current[gid] = content_hash
+        latest[gid] = values
+    to_write = [v for gid, v in latest.items() if stored.get(gid, "-") != v[HASH]]
     if to_write:
         _write_entries(conn, to_write, now)
     return counts
 
 
 #: The columns an upsert writes, in the order of its values.
-_WRITTEN = ("gid", *CONTENT_COLUMNS, "first_seen_at", "updated_at", "deleted_at")
+_WRITTEN = (*VALUE_COLUMNS, "first_seen_at", "updated_at", "deleted_at")
 
 
-def _write_entries(conn: sa.Connection, rows: list[EntryRow], now: dt.datetime) -> None:
+def _write_entries(conn: sa.Connection, rows: list[RowValues], now: dt.datetime) -> None:
     """Insert or update these rows (all new or changed) by the backend's fastest way."""
     dialect = conn.dialect
     stamp = _processor(entries.c.updated_at, dialect)(now)
-    # SQLite stores a date as its ISO text (what SQLAlchemy's processor would write);
-    # the other drivers take date objects
-    day = dt.date.isoformat if dialect.name == "sqlite" else _same
-    values = [
-        (row["gid"], row["duration_minutes"], day(row["entered_on"]), row["attributable_to_gid"],
-         row["attributable_to_name"], row["created_by_gid"], row["created_by_name"],
-         row["raw"], row["content_hash"], stamp, stamp, None)
-        for row in rows
-    ]
+    tail = (stamp, stamp, None)
+    values = [row + tail for row in rows]
     if dialect.name == "postgresql":
         _upsert_by_copy(conn, values)
     else:
         conn.exec_driver_sql(_upsert_sql(dialect), values)
-
-
-def _same(value: Any) -> Any:
-    return value
 
 
 def _processor(column: sa.Column[Any], dialect: sa.Dialect) -> Any:

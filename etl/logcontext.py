@@ -35,5 +35,10 @@ class ContextFilter(logging.Filter):
         if not hasattr(record, "run_id"):
             record.run_id = _run_id
         if not hasattr(record, "scope"):
-            record.scope = getattr(_local, "scope", None)
+            record.scope = current_scope()
         return True
+
+
+def current_scope() -> str | None:
+    """The scope this thread works on, if any."""
+    return getattr(_local, "scope", None)

@@ -2,15 +2,15 @@
 
 The order of a run:
 1. the database is reachable (else exit 2, nothing read);
-2. Asana accepts the token and the plan (one `limit=1` request; else exit 3, nothing
-   written);
+2. the fetcher process starts, and Asana accepts the token and the plan (one `limit=1`
+   request; else exit 3, nothing written);
 3. the run lock is taken (else exit 4), migrations applied, runs left `running` by a
    dead process marked `abandoned`, and this run's row written;
-4. scopes are listed `[asana] concurrency` at a time; the pages flow through a bounded
-   queue to this thread, which writes whatever is ready in one transaction: pages'
-   rows, scope links, what each pass has seen, rejected records and the run's counters
-   commit together, so a crash at any moment leaves the tables consistent and a re-run
-   completes them;
+4. the fetcher process (`etl.fetcher`) lists the scopes, `[asana] concurrency` at a
+   time, and flattens the pages; their rows flow through a pipe to this thread, which
+   writes whatever is ready in one transaction: pages' rows, scope links, what each
+   pass has seen, rejected records and the run's counters commit together, so a crash
+   at any moment leaves the tables consistent and a re-run completes them;
 5. a scope whose listing completed is checked for deletions;
 6. the run row gets its final status.
 
@@ -20,27 +20,30 @@ scope goes on; a refused token or plan (401/402) stops the run.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import queue
-import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 import sqlalchemy as sa
 
 from etl import db, logcontext, runs
-from etl.asana import AsanaClient, CallStats, Page, Sleep
+from etl.asana import CallStats, Sleep
 from etl.config import DateWindow, Scope, Settings
-from etl.deletions import apply_confirmation, iter_confirmations
+from etl.deletions import apply_confirmation
 from etl.errors import AsanaError, AuthError, ConfigError, DatabaseError, ExitCode, Interrupted
-from etl.extract import ENTRIES_PATH, iter_time_entry_pages, scope_params
+from etl.fetcher import (
+    ConfirmDone,
+    Confirmed,
+    Fetcher,
+    PageRows,
+)
 from etl.load import (
     Rejection,
     UpsertCounts,
+    deletion_candidates,
     forget_seen,
     insert_rejected,
     link_entries,
@@ -49,16 +52,14 @@ from etl.load import (
 )
 from etl.lock import run_lock
 from etl.runs import PageCounts
-from etl.transform import EntryRow, RecordRejected, entry_gid, rejected_payload, to_row
+from etl.transform import RowValues
 
 log = logging.getLogger(__name__)
 
-#: How often one scope's listing may restart after an expired offset before it fails.
-MAX_LISTING_RESTARTS = 3
-#: Pages a worker may have waiting for the loader: bounds memory, whatever the dataset.
-QUEUE_PAGES_PER_WORKER = 10
 #: Rows the loader writes in one transaction, at most (pages that are ready go together).
 BATCH_ROWS = 5000
+#: Deletion candidates in one order to the fetcher.
+CONFIRM_BATCH = 200
 
 
 @dataclass
@@ -129,21 +130,6 @@ def prepare_database(url: str, *, migrate: bool) -> sa.Engine:
     return engine
 
 
-def preflight(client: AsanaClient, scope: Scope) -> None:
-    """One `limit=1` request, so that a refused token or plan stops the run before it
-    writes anything.
-
-    Raises:
-        AuthError: 401 or 402. Any other failure is left for the scope's own listing.
-    """
-    try:
-        client.get(ENTRIES_PATH, {**scope_params(scope), "limit": 1, "opt_fields": "gid"})
-    except AuthError:
-        raise
-    except AsanaError as exc:
-        log.debug("preflight on scope %s: %s (left to the listing)", scope, exc.message)
-
-
 def run_sync(
     settings: Settings,
     *,
@@ -172,11 +158,11 @@ def run_sync(
         raise ConfigError(f"no scopes to read: add some under [scopes] in {settings.source}")
     engine = open_database(settings.database_url)
     try:
-        with AsanaClient(settings.asana, token, sleep=sleep) as client:
-            preflight(client, scopes[0])
+        with Fetcher(settings.asana, token, window=window, sleep=sleep) as fetcher:
+            fetcher.preflight(scopes[0])
             with run_lock(engine, command):
                 migrate_or_check(engine, migrate=migrate)
-                run = _Run(engine, client, settings, command, scopes, window)
+                run = _Run(engine, fetcher, settings, command, scopes, window)
                 run.progress = progress
                 return run.execute()
     finally:
@@ -201,35 +187,6 @@ def run_backfill(
 Progress = Callable[[list[ScopeResult], int], None]
 
 
-@dataclass
-class _PageMsg:
-    scope: Scope
-    page: Page
-
-
-@dataclass
-class _ListingDone:
-    scope: Scope
-    error: BaseException | None = None
-
-
-@dataclass
-class _Confirmation:
-    scope: Scope
-    gid: str
-    entry: dict[str, Any] | None
-
-
-@dataclass
-class _DetectionDone:
-    scope: Scope
-    error: BaseException | None = None
-
-
-class _Stop(Exception):
-    """The run is stopping: a worker gives up at its next step."""
-
-
 def request_stop(signal_name: str, signal_number: int) -> bool:
     """Ask the run in progress, if any, to stop at its next safe point (between two
     batches, never inside a transaction). False when no run is loading: the caller may
@@ -244,20 +201,19 @@ def request_stop(signal_name: str, signal_number: int) -> bool:
 class _Run:
     """One run, from its row in `sync_runs` to its final status.
 
-    Worker threads (`[asana] concurrency` of them, sharing the client's connection pool
-    and rate limiter) list scopes and confirm deletion candidates; they hand pages and
-    confirmations over a bounded queue to this thread, which writes them in batches. So
-    fetching never waits on the database, the database never waits on one slow request,
-    and memory is bounded by the queue, whatever the number of entries.
+    The fetcher process lists scopes and confirms deletion candidates as this thread
+    orders; this thread writes what it sends, in batches. So fetching never waits on the
+    database, the database never waits on one slow request, and memory is bounded by the
+    pipe between them, whatever the number of entries.
     """
 
     #: The run loading in this process, for `request_stop` (signals reach the process).
     current: _Run | None = None
 
-    def __init__(self, engine: sa.Engine, client: AsanaClient, settings: Settings, command: str,
+    def __init__(self, engine: sa.Engine, fetcher: Fetcher, settings: Settings, command: str,
                  scopes: list[Scope], window: DateWindow) -> None:
         self.engine = engine
-        self.client = client
+        self.fetcher = fetcher
         self.settings = settings
         self.command = command
         self.scopes = scopes
@@ -266,11 +222,9 @@ class _Run:
         self.stats = {scope: CallStats() for scope in scopes}
         self.started = time.monotonic()
         self.load_seconds = 0.0
-        workers = settings.asana.concurrency
-        self.queue: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_PAGES_PER_WORKER * workers)
-        self.stopping = threading.Event()
-        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="asana")
         self.interrupt: Interrupted | None = None
+        #: scope -> the last deletion candidate ordered confirmed
+        self.confirming: dict[Scope, str] = {}
         with engine.begin() as conn:
             now = runs.utcnow()
             abandoned = runs.abandon_running(conn, now)
@@ -284,19 +238,17 @@ class _Run:
         logcontext.set_run(self.run_id)
         self.progress: Progress | None = None
 
-    # --- the loader (this thread) ------------------------------------------------------
-
     def execute(self) -> RunResult:
         log.info("run #%d (%s) started: %d scopes, %d at a time", self.run_id, self.command,
                  len(self.scopes), self.settings.asana.concurrency)
         _Run.current = self
         try:
             for scope in self.scopes:
-                self.executor.submit(self._list, scope)
+                self.fetcher.list(scope)
             self._load_until_done()
         except BaseException as exc:
             _Run.current = None
-            self._stop_workers()
+            self.fetcher.stop()
             for result in self.results.values():
                 if result.status == runs.RUNNING:
                     result.status, result.error = runs.FAILED, _describe(exc)
@@ -304,7 +256,6 @@ class _Run:
             self._finish(runs.FAILED, error=_describe(exc))
             raise
         _Run.current = None
-        self.executor.shutdown(wait=True)
         failed = sum(r.status == runs.FAILED for r in self.results.values())
         if failed == 0:
             status = runs.SUCCEEDED
@@ -322,99 +273,84 @@ class _Run:
             pages = []
             rows = 0
             # gather the pages that are ready into one transaction
-            while isinstance(message, _PageMsg):
+            while isinstance(message, PageRows):
                 pages.append(message)
-                rows += len(message.page.data)
-                if rows >= BATCH_ROWS:
+                rows += len(message.rows)
+                if rows >= BATCH_ROWS or not self.fetcher.ready():
                     message = None
                     break
-                try:
-                    message = self.queue.get_nowait()
-                except queue.Empty:
-                    message = None
+                message = self.fetcher.receive(timeout=0)
             if pages:
                 self._load_pages(pages)
             if message is not None:
                 open_scopes -= self._handle(message)
             if self.progress is not None:
-                self.progress(list(self.results.values()), self.client.stats.retries)
+                self.progress(list(self.results.values()), self.fetcher.stats.retries)
 
     def _next_message(self) -> Any:
         while True:
             if self.interrupt is not None:
                 raise self.interrupt  # between batches: nothing is half-written
-            try:
-                return self.queue.get(timeout=0.2)
-            except queue.Empty:
-                continue
+            message = self.fetcher.receive(timeout=0.2)
+            if message is not None:
+                return message
 
-    def _load_pages(self, messages: list[_PageMsg]) -> None:
+    def _load_pages(self, pages: list[PageRows]) -> None:
         """Write a batch of pages, from any scopes, in one transaction."""
         started = time.monotonic()
         now = runs.utcnow()
-        rows: list[tuple[Scope, EntryRow]] = []
+        rows: list[tuple[Scope, RowValues]] = []
         listed: dict[Scope, list[str]] = {}  # loaded rows, for the scope links
-        gids: dict[Scope, list[str]] = {}  # everything seen, rejected records included
+        also: dict[Scope, list[str]] = {}  # seen but not loaded: rejected records
         rejections: dict[Scope, list[Rejection]] = {}
         counts: dict[Scope, PageCounts] = {}
-        pages: dict[Scope, int] = {}
-        for message in messages:
-            scope = message.scope
-            pages[scope] = pages.get(scope, 0) + 1
-            seen = gids.setdefault(scope, [])
-            linked = listed.setdefault(scope, [])
-            for raw in message.page.data:
-                try:
-                    row = to_row(raw)
-                except RecordRejected as exc:
-                    gid = entry_gid(raw)
-                    rejections.setdefault(scope, []).append(
-                        Rejection(gid, str(exc), rejected_payload(raw)))
-                    log.warning("scope %s: rejected entry %s: %s", scope, gid or "(no gid)", exc)
-                    if gid:  # seen all the same: it must not look deleted
-                        seen.append(gid)
-                    continue
-                if row["entered_on"] not in self.window:
-                    continue  # backfill --since/--until: not this run's business
-                rows.append((scope, row))
-                seen.append(row["gid"])
-                linked.append(row["gid"])
+        pages_of: dict[Scope, int] = {}
+        for page in pages:
+            scope = page.scope
+            pages_of[scope] = pages_of.get(scope, 0) + 1
+            rows.extend(zip(repeat(scope), page.rows))
+            listed.setdefault(scope, []).extend([values[0] for values in page.rows])
+            also.setdefault(scope, []).extend(page.rejected_gids)
+            rejections.setdefault(scope, []).extend(page.rejections)
         with self.engine.begin() as conn:
             upserted = upsert_entries(conn, rows, now)
-            for scope in pages:
-                linked_before = link_entries(conn, scope, listed[scope], now, also=gids[scope])
+            for scope in pages_of:
+                linked_before = link_entries(conn, scope, listed[scope], now, also=also[scope])
                 mark_seen(conn, self.run_id, scope, linked_before)
-                insert_rejected(conn, self.run_id, scope, rejections.get(scope, []), now)
+                insert_rejected(conn, self.run_id, scope, rejections[scope], now)
                 u = upserted.get(scope, UpsertCounts())
-                rejected = len(rejections.get(scope, []))
+                rejected = len(rejections[scope])
                 counts[scope] = PageCounts(
                     entries=u.inserted + u.updated + u.unchanged + rejected,
                     inserted=u.inserted, updated=u.updated, unchanged=u.unchanged,
                     rejected=rejected,
                 )
-                runs.record_page(conn, self.run_id, scope, counts[scope], pages=pages[scope])
+                runs.record_page(conn, self.run_id, scope, counts[scope], pages=pages_of[scope])
         self.load_seconds += time.monotonic() - started
-        for message in messages:
-            result = self.results[message.scope]
+        for page in pages:
+            result = self.results[page.scope]
             result.pages += 1
-            result.restarts = message.page.restart
+            result.restarts = page.restart
         for scope, c in counts.items():
             self.results[scope].counts.add(c)
 
     def _handle(self, message: Any) -> int:
-        """Act on a worker's report; returns 1 when it closes a scope."""
+        """Act on a message of the fetcher; returns 1 when it closes a scope."""
         result = self.results[message.scope]
-        if isinstance(message, _Confirmation):
+        if isinstance(message, Confirmed):
             with self.engine.begin() as conn:
                 counts = apply_confirmation(conn, self.run_id, message.scope, message.gid,
                                             message.entry)
                 runs.record_page(conn, self.run_id, message.scope, counts, pages=0)
             result.counts.add(counts)
             return 0
-        if isinstance(message, _ListingDone) and message.error is None:
-            # the listing is complete and loaded: only now may what it lacked count as deleted
-            self.executor.submit(self._confirm, message.scope)
-            return 0
+        self.stats[message.scope] = message.scope_stats
+        if message.error is None:
+            # the listing is complete and loaded: only now may what it lacked count as
+            # deleted; candidates go to Asana a batch at a time, each after the last
+            after = self.confirming.get(message.scope) if isinstance(message, ConfirmDone) else None
+            if self._confirm(message.scope, after):
+                return 0
         error = message.error
         if error is None:
             result.status = runs.SUCCEEDED
@@ -437,6 +373,18 @@ class _Run:
                       extra={"event": "scope_failed", "scope": str(result.scope),
                              "fields": {"error": result.error}})
         return 1
+
+    def _confirm(self, scope: Scope, after: str | None) -> bool:
+        """Order the confirmation of `scope`'s next deletion candidates (in gid order,
+        after `after`); False when none are left."""
+        with self.engine.connect() as conn:
+            gids = deletion_candidates(conn, self.run_id, scope, self.window, CONFIRM_BATCH,
+                                       after)
+        if not gids:
+            return False
+        self.confirming[scope] = gids[-1]
+        self.fetcher.confirm(scope, gids)
+        return True
 
     def _close_scope(self, result: ScopeResult) -> None:
         stats = self.stats[result.scope]
@@ -461,7 +409,7 @@ class _Run:
             runs.finish_run(conn, self.run_id, status, runs.utcnow(), scopes_failed=failed,
                             error=error)
         total = self._totals()
-        stats = self.client.stats
+        stats = self.fetcher.stats
         fields = {
             "run_id": self.run_id, "status": status, "scopes": len(self.scopes),
             "scopes_failed": failed, **vars(total),
@@ -479,10 +427,6 @@ class _Run:
             total.add(r.counts)
         return total
 
-    def _stop_workers(self) -> None:
-        self.stopping.set()
-        self.executor.shutdown(wait=False, cancel_futures=True)
-
     def _result(self, status: str) -> RunResult:
         with self.engine.connect() as conn:
             last_success = runs.last_success(conn, self.command)
@@ -495,58 +439,10 @@ class _Run:
             counts=total,
             seconds=time.monotonic() - self.started,
             load_seconds=self.load_seconds,
-            requests=self.client.stats.requests,
-            rate_limited=self.client.stats.rate_limited,
+            requests=self.fetcher.stats.requests,
+            rate_limited=self.fetcher.stats.rate_limited,
             last_success=last_success,
         )
-
-    # --- workers ----------------------------------------------------------------------
-
-    def _put(self, message: Any) -> None:
-        while not self.stopping.is_set():
-            try:
-                self.queue.put(message, timeout=0.5)
-                return
-            except queue.Full:
-                continue
-        raise _Stop
-
-    def _list(self, scope: Scope) -> None:
-        with logcontext.scope_context(scope):
-            self._list_scope(scope)
-
-    def _list_scope(self, scope: Scope) -> None:
-        try:
-            log.info("scope %s: listing", scope)
-            pages = iter_time_entry_pages(self.client, scope, self.settings.asana.page_size,
-                                          MAX_LISTING_RESTARTS, self.stats[scope])
-            for page in pages:
-                self._put(_PageMsg(scope, page))
-                log.debug("scope %s: page %d, %d entries", scope, page.number, len(page.data))
-            self._put(_ListingDone(scope))
-        except _Stop:
-            return
-        except BaseException as exc:  # reported to the loader, which decides
-            with contextlib.suppress(_Stop):
-                self._put(_ListingDone(scope, exc))
-
-    def _confirm(self, scope: Scope) -> None:
-        with logcontext.scope_context(scope):
-            self._confirm_scope(scope)
-
-    def _confirm_scope(self, scope: Scope) -> None:
-        try:
-            confirmations = iter_confirmations(self.engine, self.client, self.run_id, scope,
-                                               self.window, self.stats[scope])
-            for gid, entry in confirmations:
-                self._put(_Confirmation(scope, gid, entry))
-            self._put(_DetectionDone(scope))
-        except _Stop:
-            return
-        except BaseException as exc:
-            with contextlib.suppress(_Stop):
-                self._put(_DetectionDone(scope, exc))
-
 
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, KeyboardInterrupt):

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from etl import db
 from etl.config import Scope
 from etl.load import link_entries, upsert_entries
-from etl.transform import to_row
+from etl.transform import row_values, to_row
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 T1 = T0 + dt.timedelta(days=1)
@@ -37,7 +37,7 @@ def rows(engine):
 
 
 def upsert(conn, raws, now, scope="s"):
-    return upsert_entries(conn, [(scope, to_row(r)) for r in raws], now)[scope]
+    return upsert_entries(conn, [(scope, row_values(to_row(r))) for r in raws], now)[scope]
 
 
 def test_insert_then_unchanged_then_update(migrated):
@@ -58,8 +58,8 @@ def test_insert_then_unchanged_then_update(migrated):
 
 def test_counts_go_to_the_scope_that_saw_each_row(migrated):
     with migrated.begin() as conn:
-        rows = [("user", to_row(raw("1"))), ("project", to_row(raw("1"))),
-                ("project", to_row(raw("2")))]
+        rows = [("user", row_values(to_row(raw("1")))), ("project", row_values(to_row(raw("1")))),
+                ("project", row_values(to_row(raw("2"))))]
         counts = upsert_entries(conn, rows, T0)
     assert (counts["user"].inserted, counts["user"].unchanged) == (1, 0)
     assert (counts["project"].inserted, counts["project"].unchanged) == (1, 1)
