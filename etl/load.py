@@ -201,25 +201,44 @@ def link_entries(
     conn: sa.Connection, scope: Scope, gids: Iterable[str], now: dt.datetime,
     also: Iterable[str] = (),
 ) -> list[str]:
-    """Record that `scope`'s listing holds these entries; existing links are not written
-    (one SELECT finds them, so a run over unchanged data inserts nothing).
+    """Record that `scope`'s listing holds these entries; existing links are not written,
+    so a run over unchanged data inserts nothing.
 
     Returns the gids, of `gids` and of `also` (entries seen but not loaded: rejected
     records), that were linked before: only those need a seen-mark (see `mark_seen`).
     """
     wanted = list(dict.fromkeys(gids))
-    looked_up = list(dict.fromkeys([*wanted, *also]))
-    if not looked_up:
+    loaded = set(wanted)
+    also = [g for g in dict.fromkeys(also) if g not in loaded]
+    if conn.dialect.name == "postgresql":
+        # one statement inserts what is missing and names it, by a unique-index probe a
+        # row: a lookup by plan went wrong on a table that grew since its last ANALYZE
+        # (it scanned a scope's every link for every batch)
+        new = {gid for gid, in conn.exec_driver_sql(
+            "INSERT INTO time_tracking_entry_scopes (scope_type, scope_gid, entry_gid, "
+            "first_seen_at) SELECT %s, %s, gid, %s FROM unnest(%s::varchar[]) AS gid "
+            "ON CONFLICT DO NOTHING RETURNING entry_gid",
+            (scope.kind, scope.gid, now, wanted),
+        )} if wanted else set()
+        before = [g for g in wanted if g not in new]
+        return before + _linked(conn, scope, also)
+    existing = set(_linked(conn, scope, [*wanted, *also]))
+    new_links = [(scope.kind, scope.gid, g, now) for g in wanted if g not in existing]
+    if new_links:
+        bulk_insert(conn, links, ("scope_type", "scope_gid", "entry_gid", "first_seen_at"),
+                    new_links)
+    return [g for g in (*wanted, *also) if g in existing]
+
+
+def _linked(conn: sa.Connection, scope: Scope, gids: list[str]) -> list[str]:
+    """Those of `gids` that are linked to `scope`."""
+    if not gids:
         return []
     query = (
         "SELECT entry_gid FROM time_tracking_entry_scopes WHERE scope_type = {p} "
         "AND scope_gid = {p} AND entry_gid"
     )
-    existing = {gid for gid, in _select_among(conn, query, looked_up, scope.kind, scope.gid)}
-    new = [(scope.kind, scope.gid, g, now) for g in wanted if g not in existing]
-    if new:
-        bulk_insert(conn, links, ("scope_type", "scope_gid", "entry_gid", "first_seen_at"), new)
-    return [g for g in looked_up if g in existing]
+    return [gid for gid, in _select_among(conn, query, gids, scope.kind, scope.gid)]
 
 
 def mark_seen(conn: sa.Connection, run_id: int, scope: Scope, gids: Iterable[str]) -> None:

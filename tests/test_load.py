@@ -100,3 +100,17 @@ def test_links_are_recorded_once_per_scope(migrated):
         links = conn.execute(sa.select(db.time_tracking_entry_scopes.c.scope_type,
                                        db.time_tracking_entry_scopes.c.entry_gid)).all()
     assert sorted(links) == [("project", "2"), ("user", "1"), ("user", "2")]
+
+
+def test_linking_names_the_entries_linked_before(migrated):
+    user = Scope("user", "7")
+    with migrated.begin() as conn:
+        upsert(conn, [raw("1"), raw("2"), raw("3")], T0)
+        assert link_entries(conn, user, ["1", "2"], T0) == []
+        # "4" was rejected: looked up, never linked
+        assert link_entries(conn, user, ["3", "2", "1", "3"], T1, also=["4", "1"]) == ["2", "1"]
+        assert link_entries(conn, user, [], T1, also=["3", "4"]) == ["3"]
+    with migrated.connect() as conn:
+        first_seen = dict(conn.execute(sa.select(db.time_tracking_entry_scopes.c.entry_gid,
+                                                 db.time_tracking_entry_scopes.c.first_seen_at)).all())
+    assert sorted(first_seen) == ["1", "2", "3"] and first_seen["3"] == T1
