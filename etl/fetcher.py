@@ -194,10 +194,6 @@ class Fetcher:
         `ConfirmDone`."""
         self._order(("confirm", scope, gids))
 
-    def ready(self) -> bool:
-        """A message is waiting."""
-        return self._messages.poll(0)
-
     def receive(self, timeout: float | None) -> Any:
         """The next message, or None if none came within `timeout` seconds.
 

@@ -58,6 +58,8 @@ log = logging.getLogger(__name__)
 
 #: Rows the loader writes in one transaction, at most (pages that are ready go together).
 BATCH_ROWS = 5000
+#: Seconds the loader waits for more pages before it writes a batch that is not full.
+BATCH_WAIT = 0.1
 #: Deletion candidates in one order to the fetcher.
 CONFIRM_BATCH = 200
 
@@ -272,14 +274,17 @@ class _Run:
             message = self._next_message()
             pages = []
             rows = 0
-            # gather the pages that are ready into one transaction
+            # gather pages into one transaction: up to BATCH_ROWS, or what came within
+            # BATCH_WAIT (a batch's fixed costs, paid for a page or two, were half the
+            # loader's time)
+            deadline = time.monotonic() + BATCH_WAIT
             while isinstance(message, PageRows):
                 pages.append(message)
                 rows += len(message.rows)
-                if rows >= BATCH_ROWS or not self.fetcher.ready():
+                if rows >= BATCH_ROWS:
                     message = None
                     break
-                message = self.fetcher.receive(timeout=0)
+                message = self.fetcher.receive(timeout=max(0.0, deadline - time.monotonic()))
             if pages:
                 self._load_pages(pages)
             if message is not None:
@@ -325,7 +330,8 @@ class _Run:
                     inserted=u.inserted, updated=u.updated, unchanged=u.unchanged,
                     rejected=rejected,
                 )
-                runs.record_page(conn, self.run_id, scope, counts[scope], pages=pages_of[scope])
+            runs.record_batch(conn, self.run_id,
+                              {scope: (counts[scope], pages_of[scope]) for scope in pages_of})
         self.load_seconds += time.monotonic() - started
         for page in pages:
             result = self.results[page.scope]

@@ -74,33 +74,45 @@ def record_page(
     conn: sa.Connection, run_id: int, scope: Scope, counts: PageCounts, pages: int = 1
 ) -> None:
     """Add one page's counts (or a deletion check's) to its scope's row and the run's row."""
-    conn.execute(
-        sa.update(sync_run_scopes)
-        .where(
-            sync_run_scopes.c.run_id == run_id,
-            sync_run_scopes.c.scope_type == scope.kind,
-            sync_run_scopes.c.scope_gid == scope.gid,
+    record_batch(conn, run_id, {scope: (counts, pages)})
+
+
+def record_batch(
+    conn: sa.Connection, run_id: int, batch: dict[Scope, tuple[PageCounts, int]]
+) -> None:
+    """Add a batch's counts and pages, by scope, to the scopes' rows and, summed, to the
+    run's row (updated once a batch: a row updated many times in one transaction costs
+    PostgreSQL a longer chain of versions to walk at every update)."""
+    total = PageCounts()
+    for scope, (counts, pages) in batch.items():
+        total.add(counts)
+        conn.execute(
+            sa.update(sync_run_scopes)
+            .where(
+                sync_run_scopes.c.run_id == run_id,
+                sync_run_scopes.c.scope_type == scope.kind,
+                sync_run_scopes.c.scope_gid == scope.gid,
+            )
+            .values(
+                pages=sync_run_scopes.c.pages + pages,
+                entries=sync_run_scopes.c.entries + counts.entries,
+                inserted=sync_run_scopes.c.inserted + counts.inserted,
+                updated=sync_run_scopes.c.updated + counts.updated,
+                unchanged=sync_run_scopes.c.unchanged + counts.unchanged,
+                rejected=sync_run_scopes.c.rejected + counts.rejected,
+                deleted=sync_run_scopes.c.deleted + counts.deleted,
+            )
         )
-        .values(
-            pages=sync_run_scopes.c.pages + pages,
-            entries=sync_run_scopes.c.entries + counts.entries,
-            inserted=sync_run_scopes.c.inserted + counts.inserted,
-            updated=sync_run_scopes.c.updated + counts.updated,
-            unchanged=sync_run_scopes.c.unchanged + counts.unchanged,
-            rejected=sync_run_scopes.c.rejected + counts.rejected,
-            deleted=sync_run_scopes.c.deleted + counts.deleted,
-        )
-    )
     conn.execute(
         sa.update(sync_runs)
         .where(sync_runs.c.id == run_id)
         .values(
-            entries_seen=sync_runs.c.entries_seen + counts.entries,
-            inserted=sync_runs.c.inserted + counts.inserted,
-            updated=sync_runs.c.updated + counts.updated,
-            unchanged=sync_runs.c.unchanged + counts.unchanged,
-            rejected=sync_runs.c.rejected + counts.rejected,
-            deleted=sync_runs.c.deleted + counts.deleted,
+            entries_seen=sync_runs.c.entries_seen + total.entries,
+            inserted=sync_runs.c.inserted + total.inserted,
+            updated=sync_runs.c.updated + total.updated,
+            unchanged=sync_runs.c.unchanged + total.unchanged,
+            rejected=sync_runs.c.rejected + total.rejected,
+            deleted=sync_runs.c.deleted + total.deleted,
         )
     )
 
