@@ -5,9 +5,9 @@ and reading (HTTP, JSON, flattening) costs about as much as writing. In one proc
 GIL makes the two take turns on one core. So a run forks a fetcher process that owns
 the Asana client (its connection pool, rate limiter and retry policy) and `[asana]
 concurrency` worker threads. It lists scopes and confirms deletion candidates as the run
-orders, flattens every page into row values, and sends them over a pipe to the run's
-process, which only writes. The pipe is the bounded queue: a loader that falls behind
-blocks the workers' sends, so memory stays flat.
+orders, flattens every page into row values, and sends them (pickled, several at a time)
+through a bounded outbox and a pipe to the run's process, which only writes. A loader that falls behind fills the
+outbox and then blocks the workers, so memory stays flat.
 
 Orders go one way (`list`, `confirm`), messages the other (`PageRows`, `ListingDone`,
 `Confirmed`, `ConfirmDone`); the fetcher's log records travel as messages too and are
@@ -21,6 +21,7 @@ SIGINT (the run stops it), and exits when the run's process goes away, even by S
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import dataclasses
@@ -28,6 +29,7 @@ import logging
 import multiprocessing
 import os
 import pickle
+import queue
 import signal
 import threading
 import time
@@ -49,6 +51,11 @@ log = logging.getLogger(__name__)
 
 #: How often one scope's listing may restart after an expired offset before it fails.
 MAX_LISTING_RESTARTS = 3
+#: Messages (pages, mostly) the fetcher may hold for the loader: two batches' worth, so
+#: that fetching goes on while the loader writes a batch, and memory stays bounded.
+OUTBOX_MESSAGES = 100
+#: Bytes of messages the fetcher sends at a time, at most (unless one is larger).
+POST_BYTES = 1 << 20
 
 
 # --- messages (fetcher → run) ----------------------------------------------------------
@@ -133,6 +140,7 @@ class Fetcher:
         self._process: multiprocessing.process.BaseProcess | None = None
         self._orders: Connection | None = None
         self._messages: Connection | None = None
+        self._pending: collections.deque[bytes] = collections.deque()
 
     def __enter__(self) -> Fetcher:
         self.start()
@@ -201,15 +209,16 @@ class Fetcher:
             FetcherDied: the process is gone.
         """
         while True:
-            if not self._messages.poll(timeout):
-                return None
-            try:
-                message = self._messages.recv()
-            except (EOFError, OSError):
-                self._process.join(timeout=1.0)
-                raise FetcherDied(
-                    f"the fetcher process ended unexpectedly (exit code {self._process.exitcode})"
-                ) from None
+            if not self._pending:
+                if not self._messages.poll(timeout):
+                    return None
+                try:
+                    self._pending.extend(self._messages.recv())
+                except (EOFError, OSError):
+                    self._process.join(timeout=1.0)
+                    raise FetcherDied("the fetcher process ended unexpectedly (exit code "
+                                      f"{self._process.exitcode})") from None
+            message = pickle.loads(self._pending.popleft())
             if isinstance(message, _Log):
                 record = message.record
                 logging.getLogger(record.name).handle(record)
@@ -238,6 +247,7 @@ class _Worker:
         self.sleep = sleep
         self.scope_stats: dict[Scope, CallStats] = {}
         self._send_lock = threading.Lock()
+        self._outbox: queue.Queue[Any] = queue.Queue(maxsize=OUTBOX_MESSAGES)
 
     def serve(self, orders: Connection, messages: Connection, parent_orders: Connection,
               parent_messages: Connection, parent_pid: int) -> None:
@@ -246,6 +256,7 @@ class _Worker:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the run decides, and stops us
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         self.messages = messages
+        threading.Thread(target=self._post, daemon=True).start()
         _forward_logs(self._send_raw)
         threading.Thread(target=_exit_with, args=(parent_pid,), daemon=True).start()
         self.client = AsanaClient(self.settings, self.token, sleep=self.sleep)
@@ -266,19 +277,31 @@ class _Worker:
         os._exit(0)
 
     def _send(self, message: Any) -> None:
-        with self._send_lock:
+        with self._send_lock:  # the counters of successive messages never go back
             message.stats = dataclasses.replace(self.client.stats)
-            self._send_unlocked(message)
+            self._outbox.put(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
 
     def _send_raw(self, message: Any) -> None:
         with self._send_lock:
-            self._send_unlocked(message)
+            self._outbox.put(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
 
-    def _send_unlocked(self, message: Any) -> None:
-        try:
-            self.messages.send(message)
-        except (OSError, EOFError):
-            os._exit(0)  # the run is gone
+    def _post(self) -> None:
+        """Move messages from the outbox to the pipe, in order, as many at a time as are
+        waiting: this thread gets the GIL only now and then from the busy workers, so a
+        message a turn made the pipe the bottleneck."""
+        while True:
+            batch = [self._outbox.get()]
+            size = len(batch[0])
+            while size < POST_BYTES:
+                try:
+                    batch.append(self._outbox.get_nowait())
+                except queue.Empty:
+                    break
+                size += len(batch[-1])
+            try:
+                self.messages.send(batch)
+            except (OSError, EOFError):
+                os._exit(0)  # the run is gone
 
     def _stats(self, scope: Scope) -> CallStats:
         return self.scope_stats.setdefault(scope, CallStats())
