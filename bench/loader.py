@@ -57,10 +57,10 @@ def run(url: str, count: int) -> None:
             now = runs.utcnow()
             with engine.begin() as conn:
                 t = time.perf_counter()
-                upsert_entries(conn, [(scope, row) for row in batch], now)
+                upserted = upsert_entries(conn, [(scope, row) for row in batch], now)
                 spent["upsert"] += time.perf_counter() - t
                 t = time.perf_counter()
-                linked_before = link_entries(conn, scope, gids, now)
+                linked_before = link_entries(conn, scope, gids, now, new=upserted.new)
                 spent["links"] += time.perf_counter() - t
                 t = time.perf_counter()
                 mark_seen(conn, run_id, scope, linked_before)

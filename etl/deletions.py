@@ -53,7 +53,7 @@ def apply_confirmation(
         insert_rejected(conn, run_id, scope, [rejection], now)
         mark_seen(conn, run_id, scope, [gid])
         return PageCounts(rejected=1)
-    upserted = upsert_entries(conn, [(scope, row_values(row))], now)[scope]
+    upserted = upsert_entries(conn, [(scope, row_values(row))], now).counts[scope]
     if in_scope:
         # still listed by this scope: the pass skipped it because data shifted between pages
         mark_seen(conn, run_id, scope, [gid])

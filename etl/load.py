@@ -17,9 +17,9 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
-from collections.abc import Hashable, Iterable, Iterator, Sequence
+from collections.abc import Container, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import orjson
 import sqlalchemy as sa
@@ -54,9 +54,17 @@ class UpsertCounts:
 K = TypeVar("K", bound=Hashable)
 
 
+@dataclass
+class Upserted(Generic[K]):
+    """What `upsert_entries` did: counts by key, and the gids it inserted."""
+
+    counts: dict[K, UpsertCounts]
+    new: set[str]
+
+
 def upsert_entries(
     conn: sa.Connection, rows: Sequence[tuple[K, RowValues]], now: dt.datetime
-) -> dict[K, UpsertCounts]:
+) -> Upserted[K]:
     """Insert new entries, update changed ones, leave unchanged ones untouched.
 
     `rows` pairs each row (see `transform.row_values`) with the key (a scope) its counts
@@ -68,7 +76,7 @@ def upsert_entries(
     """
     counts: dict[K, UpsertCounts] = {}
     if not rows:
-        return counts
+        return Upserted(counts, set())
     stored = stored_versions(conn, {values[0] for _, values in rows})
     current = dict(stored)
     latest: dict[str, RowValues] = {}
@@ -85,26 +93,44 @@ def upsert_entries(
             c.unchanged += 1
         current[gid] = content_hash
         latest[gid] = values
-    to_write = [v for gid, v in latest.items() if stored.get(gid, "-") != v[HASH]]
-    if to_write:
-        _write_entries(conn, to_write, now)
-    return counts
+    new = [v for gid, v in latest.items() if gid not in stored]
+    changed = [v for gid, v in latest.items() if gid in stored and stored[gid] != v[HASH]]
+    _write_entries(conn, new, changed, now)
+    return Upserted(counts, {v[0] for v in new})
 
 
 #: The columns an upsert writes, in the order of its values.
 _WRITTEN = (*VALUE_COLUMNS, "first_seen_at", "updated_at", "deleted_at")
 
 
-def _write_entries(conn: sa.Connection, rows: list[RowValues], now: dt.datetime) -> None:
-    """Insert or update these rows (all new or changed) by the backend's fastest way."""
+def _write_entries(
+    conn: sa.Connection, new: list[RowValues], changed: list[RowValues], now: dt.datetime
+) -> None:
+    """Insert the new rows and update the changed ones by the backend's fastest way.
+
+    On PostgreSQL, new rows are COPied straight into the table (the batch's transaction
+    saw that they are not there, and only one run writes at a time); changed ones go
+    through a temporary table and one INSERT ... ON CONFLICT.
+    """
     dialect = conn.dialect
     stamp = _processor(entries.c.updated_at, dialect)(now)
     tail = (stamp, stamp, None)
-    values = [row + tail for row in rows]
     if dialect.name == "postgresql":
-        _upsert_by_copy(conn, values)
-    else:
-        conn.exec_driver_sql(_upsert_sql(dialect), values)
+        if new:
+            _copy(conn, entries.name, _WRITTEN, [row + tail for row in new])
+        if changed:
+            _upsert_by_copy(conn, [row + tail for row in changed])
+    elif new or changed:
+        conn.exec_driver_sql(_upsert_sql(dialect), [row + tail for row in (*new, *changed)])
+
+
+def _copy(conn: sa.Connection, table: str, columns: Sequence[str],
+          rows: Iterable[tuple[Any, ...]]) -> None:
+    """PostgreSQL: COPY these rows into `table`."""
+    cursor = conn.connection.driver_connection.cursor()
+    with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
 
 
 def _processor(column: sa.Column[Any], dialect: sa.Dialect) -> Any:
@@ -150,9 +176,7 @@ def _upsert_by_copy(conn: sa.Connection, values: list[tuple[Any, ...]]) -> None:
         "CREATE TEMPORARY TABLE IF NOT EXISTS entries_batch "
         "(LIKE time_tracking_entries) ON COMMIT DELETE ROWS"
     )
-    with cursor.copy(f"COPY entries_batch ({names}) FROM STDIN") as copy:
-        for row in values:
-            copy.write_row(row)
+    _copy(conn, "entries_batch", _WRITTEN, values)
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in (*CONTENT_COLUMNS, "updated_at", "deleted_at"))
     cursor.execute(
         f"INSERT INTO time_tracking_entries ({names}) SELECT {names} FROM entries_batch "
@@ -199,10 +223,13 @@ def _upsert_sql(dialect: sa.Dialect) -> str:
 
 def link_entries(
     conn: sa.Connection, scope: Scope, gids: Iterable[str], now: dt.datetime,
-    also: Iterable[str] = (),
+    also: Iterable[str] = (), new: Container[str] = frozenset(),
 ) -> list[str]:
     """Record that `scope`'s listing holds these entries; existing links are not written,
     so a run over unchanged data inserts nothing.
+
+    `new` may name entries this transaction inserted (`Upserted.new`): the foreign key
+    says no link to them can exist, so PostgreSQL COPies theirs without a probe.
 
     Returns the gids, of `gids` and of `also` (entries seen but not loaded: rejected
     records), that were linked before: only those need a seen-mark (see `mark_seen`).
@@ -211,23 +238,29 @@ def link_entries(
     loaded = set(wanted)
     also = [g for g in dict.fromkeys(also) if g not in loaded]
     if conn.dialect.name == "postgresql":
-        # one statement inserts what is missing and names it, by a unique-index probe a
-        # row: a lookup by plan went wrong on a table that grew since its last ANALYZE
-        # (it scanned a scope's every link for every batch)
-        new = {gid for gid, in conn.exec_driver_sql(
+        fresh = [(scope.kind, scope.gid, g, now) for g in wanted if g in new]
+        if fresh:
+            _copy(conn, links.name, _LINK_COLUMNS, fresh)
+        # the others: one statement inserts what is missing and names it, by a
+        # unique-index probe a row; a lookup by plan went wrong on a table that grew since
+        # its last ANALYZE (it scanned a scope's every link for every batch)
+        maybe = [g for g in wanted if g not in new]
+        inserted = {gid for gid, in conn.exec_driver_sql(
             "INSERT INTO time_tracking_entry_scopes (scope_type, scope_gid, entry_gid, "
             "first_seen_at) SELECT %s, %s, gid, %s FROM unnest(%s::varchar[]) AS gid "
             "ON CONFLICT DO NOTHING RETURNING entry_gid",
-            (scope.kind, scope.gid, now, wanted),
-        )} if wanted else set()
-        before = [g for g in wanted if g not in new]
+            (scope.kind, scope.gid, now, maybe),
+        )} if maybe else set()
+        before = [g for g in maybe if g not in inserted]
         return before + _linked(conn, scope, also)
     existing = set(_linked(conn, scope, [*wanted, *also]))
     new_links = [(scope.kind, scope.gid, g, now) for g in wanted if g not in existing]
     if new_links:
-        bulk_insert(conn, links, ("scope_type", "scope_gid", "entry_gid", "first_seen_at"),
-                    new_links)
+        bulk_insert(conn, links, _LINK_COLUMNS, new_links)
     return [g for g in (*wanted, *also) if g in existing]
+
+
+_LINK_COLUMNS = ("scope_type", "scope_gid", "entry_gid", "first_seen_at")
 
 
 def _linked(conn: sa.Connection, scope: Scope, gids: list[str]) -> list[str]:
@@ -263,11 +296,7 @@ def bulk_insert(
     if any(processors):
         rows = [tuple(p(v) if p else v for p, v in zip(processors, row)) for row in rows]
     if dialect.name == "postgresql":
-        cursor = conn.connection.driver_connection.cursor()
-        names = ", ".join(columns)
-        with cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+        _copy(conn, table.name, columns, rows)
         return
     placeholders = ", ".join([_mark(dialect)] * len(columns))
     conn.exec_driver_sql(

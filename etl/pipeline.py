@@ -320,10 +320,11 @@ class _Run:
         with self.engine.begin() as conn:
             upserted = upsert_entries(conn, rows, now)
             for scope in pages_of:
-                linked_before = link_entries(conn, scope, listed[scope], now, also=also[scope])
+                linked_before = link_entries(conn, scope, listed[scope], now, also=also[scope],
+                                             new=upserted.new)
                 mark_seen(conn, self.run_id, scope, linked_before)
                 insert_rejected(conn, self.run_id, scope, rejections[scope], now)
-                u = upserted.get(scope, UpsertCounts())
+                u = upserted.counts.get(scope, UpsertCounts())
                 rejected = len(rejections[scope])
                 counts[scope] = PageCounts(
                     entries=u.inserted + u.updated + u.unchanged + rejected,

@@ -37,7 +37,7 @@ def rows(engine):
 
 
 def upsert(conn, raws, now, scope="s"):
-    return upsert_entries(conn, [(scope, row_values(to_row(r))) for r in raws], now)[scope]
+    return upsert_entries(conn, [(scope, row_values(to_row(r))) for r in raws], now).counts[scope]
 
 
 def test_insert_then_unchanged_then_update(migrated):
@@ -60,7 +60,7 @@ def test_counts_go_to_the_scope_that_saw_each_row(migrated):
     with migrated.begin() as conn:
         rows = [("user", row_values(to_row(raw("1")))), ("project", row_values(to_row(raw("1")))),
                 ("project", row_values(to_row(raw("2"))))]
-        counts = upsert_entries(conn, rows, T0)
+        counts = upsert_entries(conn, rows, T0).counts
     assert (counts["user"].inserted, counts["user"].unchanged) == (1, 0)
     assert (counts["project"].inserted, counts["project"].unchanged) == (1, 1)
 
@@ -110,7 +110,11 @@ def test_linking_names_the_entries_linked_before(migrated):
         # "4" was rejected: looked up, never linked
         assert link_entries(conn, user, ["3", "2", "1", "3"], T1, also=["4", "1"]) == ["2", "1"]
         assert link_entries(conn, user, [], T1, also=["3", "4"]) == ["3"]
+        # entries this transaction inserted: their links are written without a lookup
+        new = upsert_entries(conn, [(user, row_values(to_row(raw("5"))))], T1).new
+        assert new == {"5"}
+        assert link_entries(conn, user, ["5", "1"], T1, new=new) == ["1"]
     with migrated.connect() as conn:
         first_seen = dict(conn.execute(sa.select(db.time_tracking_entry_scopes.c.entry_gid,
                                                  db.time_tracking_entry_scopes.c.first_seen_at)).all())
-    assert sorted(first_seen) == ["1", "2", "3"] and first_seen["3"] == T1
+    assert sorted(first_seen) == ["1", "2", "3", "5"] and first_seen["3"] == first_seen["5"] == T1
