@@ -113,7 +113,8 @@ def _write_entries(
     through a temporary table and one INSERT ... ON CONFLICT.
     """
     dialect = conn.dialect
-    stamp = _processor(entries.c.updated_at, dialect)(now)
+    stamp = _copy_stamp(now) if dialect.name == "postgresql" else _processor(
+        entries.c.updated_at, dialect)(now)
     tail = (stamp, stamp, None)
     if dialect.name == "postgresql":
         if new:
@@ -122,6 +123,12 @@ def _write_entries(
             _upsert_by_copy(conn, [row + tail for row in changed])
     elif new or changed:
         conn.exec_driver_sql(_upsert_sql(dialect), [row + tail for row in (*new, *changed)])
+
+
+def _copy_stamp(now: dt.datetime) -> str:
+    """A UTC timestamp as COPY text: formatted once a batch (psycopg formatting a
+    datetime for every row was half the time spent formatting rows)."""
+    return now.astimezone(dt.UTC).isoformat()
 
 
 def _copy(conn: sa.Connection, table: str, columns: Sequence[str],
@@ -238,7 +245,8 @@ def link_entries(
     loaded = set(wanted)
     also = [g for g in dict.fromkeys(also) if g not in loaded]
     if conn.dialect.name == "postgresql":
-        fresh = [(scope.kind, scope.gid, g, now) for g in wanted if g in new]
+        stamp = _copy_stamp(now)
+        fresh = [(scope.kind, scope.gid, g, stamp) for g in wanted if g in new]
         if fresh:
             _copy(conn, links.name, _LINK_COLUMNS, fresh)
         # the others: one statement inserts what is missing and names it, by a
