@@ -109,12 +109,8 @@ time_tracking_entry_scopes = sa.Table(
     metadata,
     sa.Column("scope_type", sa.String(16), primary_key=True),
     sa.Column("scope_gid", gid_type(), primary_key=True),
-    sa.Column(
-        "entry_gid",
-        gid_type(),
-        sa.ForeignKey("time_tracking_entries.gid", ondelete="CASCADE"),
-        primary_key=True,
-    ),
+    # no foreign key: the loader writes an entry and its links together (migration 0006)
+    sa.Column("entry_gid", gid_type(), primary_key=True),
     sa.Column("first_seen_at", UTCDateTime, nullable=False),
     sa.Index(None, "entry_gid"),
     **MYSQL_TABLE_ARGS,

@@ -125,6 +125,22 @@ def _write_entries(
         conn.exec_driver_sql(_upsert_sql(dialect), [row + tail for row in (*new, *changed)])
 
 
+def _copy_unless_duplicate(conn: sa.Connection, table: str, columns: Sequence[str],
+                           rows: list[tuple[Any, ...]]) -> bool:
+    """PostgreSQL: COPY these rows into `table`, or, if one is there already, nothing
+    (the transaction goes on); False then."""
+    savepoint = conn.begin_nested()
+    try:
+        _copy(conn, table, columns, rows)
+    except Exception as exc:
+        if getattr(exc, "sqlstate", None) != "23505":  # unique_violation
+            raise
+        savepoint.rollback()
+        return False
+    savepoint.commit()
+    return True
+
+
 def _copy_stamp(now: dt.datetime) -> str:
     """A UTC timestamp as COPY text: formatted once a batch (psycopg formatting a
     datetime for every row was half the time spent formatting rows)."""
@@ -235,8 +251,9 @@ def link_entries(
     """Record that `scope`'s listing holds these entries; existing links are not written,
     so a run over unchanged data inserts nothing.
 
-    `new` may name entries this transaction inserted (`Upserted.new`): the foreign key
-    says no link to them can exist, so PostgreSQL COPies theirs without a probe.
+    `new` may name entries this transaction inserted (`Upserted.new`): links to them
+    exist only if someone deleted the entries by hand, so PostgreSQL COPies theirs
+    without a probe (and, should one exist, probes them all).
 
     Returns the gids, of `gids` and of `also` (entries seen but not loaded: rejected
     records), that were linked before: only those need a seen-mark (see `mark_seen`).
@@ -247,12 +264,12 @@ def link_entries(
     if conn.dialect.name == "postgresql":
         stamp = _copy_stamp(now)
         fresh = [(scope.kind, scope.gid, g, stamp) for g in wanted if g in new]
-        if fresh:
-            _copy(conn, links.name, _LINK_COLUMNS, fresh)
+        maybe = [g for g in wanted if g not in new]
+        if fresh and not _copy_unless_duplicate(conn, links.name, _LINK_COLUMNS, fresh):
+            maybe = wanted
         # the others: one statement inserts what is missing and names it, by a
         # unique-index probe a row; a lookup by plan went wrong on a table that grew since
         # its last ANALYZE (it scanned a scope's every link for every batch)
-        maybe = [g for g in wanted if g not in new]
         inserted = {gid for gid, in conn.exec_driver_sql(
             "INSERT INTO time_tracking_entry_scopes (scope_type, scope_gid, entry_gid, "
             "first_seen_at) SELECT %s, %s, gid, %s FROM unnest(%s::varchar[]) AS gid "

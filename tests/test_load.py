@@ -65,6 +65,25 @@ def test_counts_go_to_the_scope_that_saw_each_row(migrated):
     assert (counts["project"].inserted, counts["project"].unchanged) == (1, 1)
 
 
+
+def test_an_entry_deleted_by_hand_comes_back_with_its_old_link(migrated):
+    """No foreign key: deleting an entry by hand leaves its links, and the next load of
+    it must not trip over them."""
+    user = Scope("user", "7")
+    with migrated.begin() as conn:
+        new = upsert_entries(conn, [(user, row_values(to_row(raw("1"))))], T0).new
+        link_entries(conn, user, ["1"], T0, new=new)
+    with migrated.begin() as conn:
+        conn.execute(sa.delete(db.time_tracking_entries))
+    with migrated.begin() as conn:
+        new = upsert_entries(conn, [(user, row_values(to_row(raw("1")))),
+                                    (user, row_values(to_row(raw("2"))))], T1).new
+        assert new == {"1", "2"}
+        assert link_entries(conn, user, ["1", "2"], T1, new=new) == ["1"]
+    with migrated.connect() as conn:
+        links = conn.execute(sa.select(db.time_tracking_entry_scopes.c.entry_gid)).scalars().all()
+    assert sorted(links) == ["1", "2"]
+
 def test_a_gid_twice_in_one_batch_is_written_once(migrated):
     with migrated.begin() as conn:
         counts = upsert(conn, [raw("1"), raw("1", minutes=45)], T0)
