@@ -274,7 +274,7 @@ def link_entries(
             "INSERT INTO time_tracking_entry_scopes (scope_type, scope_gid, entry_gid, "
             "first_seen_at) SELECT %s, %s, gid, %s FROM unnest(%s::varchar[]) AS gid "
             "ON CONFLICT DO NOTHING RETURNING entry_gid",
-            (scope.kind, scope.gid, now, maybe),
+            (scope.kind, scope.gid, now, _pg_array(maybe)),
         )} if maybe else set()
         before = [g for g in maybe if g not in inserted]
         return before + _linked(conn, scope, also)
@@ -343,7 +343,7 @@ def _select_among(
         sql, size = f"{head} IN (SELECT value FROM json_each(?))", 50_000
         pack: Any = lambda chunk: orjson.dumps(chunk).decode()  # noqa: E731
     elif dialect == "postgresql":
-        sql, size, pack = f"{head} = ANY(%s::varchar[])", 50_000, list
+        sql, size, pack = f"{head} = ANY(%s::varchar[])", 50_000, _pg_array
         # by index, always: costed for disk reads, 5,000 probes look dearer than a scan
         # of the whole table until it holds millions of rows, so each batch of a large
         # load scanned it (quadratic; a sixth of the server's time at 200k entries)
@@ -356,6 +356,14 @@ def _select_among(
             yield from conn.exec_driver_sql(text, (*params, *chunk))
         else:
             yield from conn.exec_driver_sql(sql, (*params, pack(chunk)))
+
+
+def _pg_array(values: list[str]) -> str | list[str]:
+    """gids as one array literal, `{1,2,3}`: joined in C, where psycopg adapts a list item
+    by item (a tenth of the loader's own time). Only strings of digits need no quoting."""
+    if values and all(map(str.isdigit, values)):
+        return "{" + ",".join(values) + "}"
+    return values
 
 
 def _mark(dialect: sa.Dialect) -> str:
