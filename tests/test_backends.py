@@ -134,6 +134,25 @@ def test_emoji_and_very_long_names_round_trip(asana_server, make_settings, engin
     assert {r["created_by_name"] for r in stored_rows(engine).values()} == {name}
 
 
+def test_names_with_tabs_newlines_and_backslashes_round_trip(asana_server, make_settings, engine,
+                                                             sleep):
+    """What PostgreSQL's COPY text format escapes, as names and inside the raw JSON."""
+    data = asana_server.dataset
+    user = next(iter(data.users))
+    name = 'Tab\there\nnew line\r\\N back\\slash "quoted"'
+    data.rename_user(user, name)
+    settings = make_settings([Scope("user", user)])
+    first = run_sync(settings, sleep=sleep)
+    stored = stored_rows(engine)
+    assert {r["created_by_name"] for r in stored.values()} == {name}
+    assert stored == {gid: row for gid, row in expected_rows(data).items() if gid in stored}
+    with engine.connect() as conn:
+        raws = conn.execute(sa.select(db.time_tracking_entries.c.raw)).scalars().all()
+    assert {raw["created_by"]["name"] for raw in raws} == {name}
+    again = run_sync(settings, sleep=sleep)  # the stored hash is the one a listing gives
+    assert again.counts.unchanged == first.counts.inserted and again.counts.updated == 0
+
+
 @pytest.mark.parametrize(("module", "url", "extra"), [
     ("psycopg", "postgresql+psycopg://u:secretpw@127.0.0.1/db", "postgres"),
     ("pymysql", "mysql+pymysql://u:secretpw@127.0.0.1/db", "mysql"),
