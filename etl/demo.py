@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
@@ -10,7 +11,9 @@ from etl.asana import Sleep
 from etl.config import AsanaSettings, Scope, Secret, Settings
 from etl.db import make_engine
 from etl.pipeline import RunResult, run_sync
-from etl.simulator import DEMO_TOKEN, AsanaSimulator, Dataset
+
+if TYPE_CHECKING:
+    from etl.simulator import Dataset
 
 DEMO_DATABASE_URL = "sqlite:///asana_demo.db"
 
@@ -28,6 +31,9 @@ def run_demo(
     database_url: str = DEMO_DATABASE_URL, *, entries: int = 2000, sleep: Sleep = time.sleep
 ) -> RunResult:
     """Start the simulator, sync it into `database_url`, stop the simulator."""
+    # imported here: every other command would pay for the simulator's imports
+    from etl.simulator import DEMO_TOKEN, AsanaSimulator, Dataset
+
     data = Dataset.generate(seed=7, entries=entries)
     with AsanaSimulator(data) as simulator:
         settings = Settings(
