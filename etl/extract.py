@@ -35,8 +35,17 @@ FILTER_PARAM: dict[ScopeKind, str] = {
 ENTRIES_PATH = "/time_tracking_entries"
 
 
+#: Asana requires a date filter with `workspace` (`../shared/asana/behaviour.md`): a start
+#: date before any entry can have lists them all.
+WORKSPACE_START_DATE = "1900-01-01"
+
+
 def scope_params(scope: Scope) -> dict[str, str]:
-    return {FILTER_PARAM[scope.kind]: scope.gid}
+    """The query parameters that make a listing of `scope`."""
+    params = {FILTER_PARAM[scope.kind]: scope.gid}
+    if scope.kind == "workspace":
+        params["entered_on_start_date"] = WORKSPACE_START_DATE
+    return params
 
 
 def preflight(client: AsanaClient, scope: Scope) -> None:

@@ -577,6 +577,9 @@ class _Handler(BaseHTTPRequestHandler):
                 except ValueError:
                     return _error(400, f"{name}: Not a valid date: {params[name]}")
                 filters.append((name, params[name]))
+        if "workspace" in params and not any(name.startswith("entered_on") for name, _ in filters):
+            return _error(400, "workspace: entered_on_start_date or entered_on_end_date is "
+                               "required with workspace")
         limit = None
         if "limit" in params:
             try:

@@ -21,17 +21,17 @@ def test_the_dataset_is_deterministic():
 
 def test_limit_is_validated(asana_server):
     for limit in ("0", "101", "x"):
-        response = get(asana_server, {"workspace": asana_server.dataset.workspace_gid, "limit": limit})
+        response = get(asana_server, {"workspace": asana_server.dataset.workspace_gid, "entered_on_start_date": "1900-01-01", "limit": limit})
         assert response.status_code == 400
         assert response.json()["errors"][0]["message"].startswith("limit:")
 
 
 def test_last_page_has_null_next_page(asana_server):
     data = asana_server.dataset
-    body = get(asana_server, {"workspace": data.workspace_gid, "limit": 100}).json()
+    body = get(asana_server, {"workspace": data.workspace_gid, "entered_on_start_date": "1900-01-01", "limit": 100}).json()
     offset = body["next_page"]["offset"]
     while True:
-        body = get(asana_server, {"workspace": data.workspace_gid, "limit": 100, "offset": offset}).json()
+        body = get(asana_server, {"workspace": data.workspace_gid, "entered_on_start_date": "1900-01-01", "limit": 100, "offset": offset}).json()
         if body["next_page"] is None:
             break
         offset = body["next_page"]["offset"]
@@ -41,20 +41,20 @@ def test_last_page_has_null_next_page(asana_server):
 def test_offsets_are_bound_to_their_query(asana_server):
     data = asana_server.dataset
     user = next(iter(data.users))
-    body = get(asana_server, {"workspace": data.workspace_gid, "limit": 5}).json()
+    body = get(asana_server, {"workspace": data.workspace_gid, "entered_on_start_date": "1900-01-01", "limit": 5}).json()
     offset = body["next_page"]["offset"]
     reused = get(asana_server, {"user": user, "limit": 5, "offset": offset})
     assert reused.status_code == 400
     assert reused.json()["errors"][0]["message"].startswith("offset:")
-    forged = get(asana_server, {"workspace": data.workspace_gid, "limit": 5, "offset": "AAAA"})
+    forged = get(asana_server, {"workspace": data.workspace_gid, "entered_on_start_date": "1900-01-01", "limit": 5, "offset": "AAAA"})
     assert forged.status_code == 400
 
 
 def test_expired_offsets(asana_server):
     data = asana_server.dataset
-    offset = get(asana_server, {"workspace": data.workspace_gid, "limit": 5}).json()["next_page"]["offset"]
+    offset = get(asana_server, {"workspace": data.workspace_gid, "entered_on_start_date": "1900-01-01", "limit": 5}).json()["next_page"]["offset"]
     asana_server.offset_ttl = 0
-    expired = get(asana_server, {"workspace": data.workspace_gid, "limit": 5, "offset": offset})
+    expired = get(asana_server, {"workspace": data.workspace_gid, "entered_on_start_date": "1900-01-01", "limit": 5, "offset": offset})
     assert expired.status_code == 400 and "offset" in expired.json()["errors"][0]["message"]
 
 
@@ -79,7 +79,7 @@ def test_error_bodies(asana_server):
     assert missing.json() == {"errors": [{"message": "attributable_to: Unknown object: 123",
                                           "help": missing.json()["errors"][0]["help"]}]}
     asana_server.forbidden.add(data.workspace_gid)
-    assert get(asana_server, {"workspace": data.workspace_gid}).status_code == 403
+    assert get(asana_server, {"workspace": data.workspace_gid, "entered_on_start_date": "1900-01-01"}).status_code == 403
     asana_server.payment_required = True
     assert get(asana_server, {"user": "1"}).status_code == 402
 
@@ -87,12 +87,12 @@ def test_error_bodies(asana_server):
 def test_faults_on_demand(asana_server):
     data = asana_server.dataset
     asana_server.add_fault(429, retry_after=3)
-    response = get(asana_server, {"workspace": data.workspace_gid, "limit": 5})
+    response = get(asana_server, {"workspace": data.workspace_gid, "entered_on_start_date": "1900-01-01", "limit": 5})
     assert response.status_code == 429 and response.headers["Retry-After"] == "3"
     asana_server.add_fault(503)
-    response = get(asana_server, {"workspace": data.workspace_gid, "limit": 5})
+    response = get(asana_server, {"workspace": data.workspace_gid, "entered_on_start_date": "1900-01-01", "limit": 5})
     assert response.status_code == 503 and response.text.startswith("<html>")
-    assert get(asana_server, {"workspace": data.workspace_gid, "limit": 5}).status_code == 200
+    assert get(asana_server, {"workspace": data.workspace_gid, "entered_on_start_date": "1900-01-01", "limit": 5}).status_code == 200
 
 
 def test_single_entry_and_deletion(asana_server):
@@ -106,3 +106,13 @@ def test_single_entry_and_deletion(asana_server):
 def test_the_server_binds_to_loopback_only():
     with AsanaSimulator(Dataset.generate(entries=5)) as server:
         assert server.base_url.startswith("http://127.0.0.1:")
+
+
+def test_a_workspace_listing_needs_a_date(asana_server):
+    """As the live API (`shared/asana/behaviour.md`): with `workspace`, at least one of
+    the two dates."""
+    data = asana_server.dataset
+    refused = get(asana_server, {"workspace": data.workspace_gid, "limit": 5})
+    assert refused.status_code == 400 and "entered_on_start_date" in refused.text
+    assert get(asana_server, {"workspace": data.workspace_gid, "limit": 5,
+                              "entered_on_end_date": "2100-01-01"}).status_code == 200
