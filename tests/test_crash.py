@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -84,12 +85,34 @@ def latest_run_id(engine) -> int | None:
         return None
 
 
+def children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def assert_gone(pids: list[int], within: float = 5.0) -> None:
+    """Each process has exited (gone, or a zombie nobody reaped yet)."""
+    deadline = time.monotonic() + within
+    for pid in pids:
+        while True:
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                break
+            if state in ("Z", "X"):
+                break
+            assert time.monotonic() < deadline, f"process {pid} outlived its run"
+            time.sleep(0.02)
+
+
 def sigkill_loop(tmp_path, server, database_url, kills: int, seed: int) -> None:
     config = write_config(tmp_path, server, database_url)
     rng = random.Random(seed)
     engine = db.make_engine(database_url)
     outputs = []
-    interrupted = 0
+    interrupted = watched = 0
     for _ in range(kills):
         runs_before = latest_run_id(engine)
         victim = start(config)
@@ -100,10 +123,13 @@ def sigkill_loop(tmp_path, server, database_url, kills: int, seed: int) -> None:
             assert time.monotonic() < deadline, "the run never started"
             time.sleep(0.01)
         time.sleep(rng.uniform(0.0, 0.4))
+        fetchers = children(victim.pid)
         victim.send_signal(signal.SIGKILL)
         code, output = finish(victim)
         outputs.append(output)
         interrupted += code == -signal.SIGKILL
+        assert_gone(fetchers)  # the fetcher process dies with its run
+        watched += len(fetchers)
         change_the_server(server.dataset, rng)
         code, output = finish(start(config))
         outputs.append(output)
@@ -111,6 +137,7 @@ def sigkill_loop(tmp_path, server, database_url, kills: int, seed: int) -> None:
         assert_equal_to_server(engine, server.dataset)
         assert "running" not in run_status_counts(engine)
     assert interrupted >= kills // 2, "most kills should land mid-run"
+    assert watched >= 1, "no fetcher process was seen to outlive its run or not"
     assert run_status_counts(engine).get("abandoned", 0) >= 1
     for output in outputs:
         assert TOKEN not in output
