@@ -6,8 +6,8 @@ GIL makes the two take turns on one core. So a run forks a fetcher process that 
 the Asana client (its connection pool, rate limiter and retry policy) and `[asana]
 concurrency` worker threads. It lists scopes and confirms deletion candidates as the run
 orders, flattens every page into row values, and sends them (pickled, several at a time)
-through a bounded outbox and a pipe to the run's process, which only writes. A loader that falls behind fills the
-outbox and then blocks the workers, so memory stays flat.
+through a bounded outbox and a pipe to the run's process, which only writes. A loader
+that falls behind fills the outbox and then blocks the workers, so memory stays flat.
 
 Orders go one way (`list`, `confirm`), messages the other (`PageRows`, `ListingDone`,
 `Confirmed`, `ConfirmDone`); the fetcher's log records travel as messages too and are
@@ -27,7 +27,6 @@ import copy
 import ctypes
 import ctypes.util
 import dataclasses
-import gc
 import logging
 import multiprocessing
 import os
@@ -162,13 +161,7 @@ class Fetcher:
                                        os.getpid()),
             name="asana-etl fetcher", daemon=True,
         )
-        # the fetcher's collector must not walk what it inherits (every module the run
-        # imported): writing their headers would copy page after page of shared memory
-        gc.freeze()
-        try:
-            self._process.start()
-        finally:
-            gc.unfreeze()
+        self._process.start()
         orders_in.close()  # the child's ends: only the child may hold them now
         messages_out.close()
         self._orders, self._messages = orders_out, messages_in

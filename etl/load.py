@@ -4,12 +4,14 @@ Each batch is classified against what the table already holds (one SELECT of pri
 key and content hash), so the counts of inserted / updated / unchanged are exact on
 every backend and only new or changed rows are sent. The upsert itself still guards its
 UPDATE with "the row differs", so a row that did not change is never rewritten.
-Links are inserted only where missing (a SELECT finds the others), so a run over
+Links are inserted only where missing (a SELECT finds the others; on PostgreSQL one
+INSERT ... ON CONFLICT DO NOTHING RETURNING both writes and names them), so a run over
 unchanged data writes no link. Seen-marks, the run's own bookkeeping, are appended in
 bulk (COPY on PostgreSQL), and only for entries linked before the pass.
 
 This is the hot path of a sync: rows go to the driver as tuples in SQL text compiled
-once, and lookups by gid take one parameter a chunk (see `_select_among`).
+once (on PostgreSQL, new entries and their links by COPY straight into their tables),
+and lookups by gid take one parameter a chunk (see `_select_among`).
 """
 
 from __future__ import annotations

@@ -81,8 +81,7 @@ def record_batch(
     conn: sa.Connection, run_id: int, batch: dict[Scope, tuple[PageCounts, int]]
 ) -> None:
     """Add a batch's counts and pages, by scope, to the scopes' rows and, summed, to the
-    run's row (updated once a batch: a row updated many times in one transaction costs
-    PostgreSQL a longer chain of versions to walk at every update)."""
+    run's row: once a batch, not once a scope and batch."""
     total = PageCounts()
     for scope, (counts, pages) in batch.items():
         total.add(counts)
