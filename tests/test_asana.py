@@ -10,6 +10,9 @@ from etl.config import AsanaSettings, Secret
 from etl.errors import AuthError, RateLimitedError, RequestRejectedError, RetriableError
 from tests.helpers import TOKEN
 
+#: a workspace listing needs a date (as on the live API)
+DATED = {"entered_on_start_date": "1900-01-01"}
+
 PATH = "/time_tracking_entries"
 
 
@@ -22,7 +25,7 @@ def client(asana_server, sleep):
 
 
 def workspace(server):
-    return {"workspace": server.dataset.workspace_gid, "entered_on_start_date": "1900-01-01", "limit": 5}
+    return {"workspace": server.dataset.workspace_gid, **DATED, "limit": 5}
 
 
 @pytest.mark.parametrize("fault", [500, 502, 503, 504, "reset", "truncate"])
@@ -128,7 +131,7 @@ def test_bodies_decode_as_the_standard_library_decodes_them():
 
 def test_paginate_follows_offsets_to_the_end(asana_server, client):
     data = asana_server.dataset
-    pages = list(client.paginate(PATH, {"workspace": data.workspace_gid, "entered_on_start_date": "1900-01-01"}, page_size=33))
+    pages = list(client.paginate(PATH, {"workspace": data.workspace_gid, **DATED}, page_size=33))
     gids = [e["gid"] for p in pages for e in p.data]
     assert gids == sorted(data.entries)
     assert [p.number for p in pages] == list(range(1, len(pages) + 1))

@@ -7,6 +7,9 @@ import requests
 from etl.simulator import AsanaSimulator, Dataset
 from tests.helpers import TOKEN
 
+#: a workspace listing needs a date (as on the live API)
+DATED = {"entered_on_start_date": "1900-01-01"}
+
 
 def get(server, params, path="/time_tracking_entries", token=TOKEN):
     return requests.get(server.base_url + path, params=params,
@@ -21,17 +24,17 @@ def test_the_dataset_is_deterministic():
 
 def test_limit_is_validated(asana_server):
     for limit in ("0", "101", "x"):
-        response = get(asana_server, {"workspace": asana_server.dataset.workspace_gid, "entered_on_start_date": "1900-01-01", "limit": limit})
+        response = get(asana_server, {"workspace": asana_server.dataset.workspace_gid, **DATED, "limit": limit})
         assert response.status_code == 400
         assert response.json()["errors"][0]["message"].startswith("limit:")
 
 
 def test_last_page_has_null_next_page(asana_server):
     data = asana_server.dataset
-    body = get(asana_server, {"workspace": data.workspace_gid, "entered_on_start_date": "1900-01-01", "limit": 100}).json()
+    body = get(asana_server, {"workspace": data.workspace_gid, **DATED, "limit": 100}).json()
     offset = body["next_page"]["offset"]
     while True:
-        body = get(asana_server, {"workspace": data.workspace_gid, "entered_on_start_date": "1900-01-01", "limit": 100, "offset": offset}).json()
+        body = get(asana_server, {"workspace": data.workspace_gid, **DATED, "limit": 100, "offset": offset}).json()
         if body["next_page"] is None:
             break
         offset = body["next_page"]["offset"]
@@ -41,20 +44,20 @@ def test_last_page_has_null_next_page(asana_server):
 def test_offsets_are_bound_to_their_query(asana_server):
     data = asana_server.dataset
     user = next(iter(data.users))
-    body = get(asana_server, {"workspace": data.workspace_gid, "entered_on_start_date": "1900-01-01", "limit": 5}).json()
+    body = get(asana_server, {"workspace": data.workspace_gid, **DATED, "limit": 5}).json()
     offset = body["next_page"]["offset"]
     reused = get(asana_server, {"user": user, "limit": 5, "offset": offset})
     assert reused.status_code == 400
     assert reused.json()["errors"][0]["message"].startswith("offset:")
-    forged = get(asana_server, {"workspace": data.workspace_gid, "entered_on_start_date": "1900-01-01", "limit": 5, "offset": "AAAA"})
+    forged = get(asana_server, {"workspace": data.workspace_gid, **DATED, "limit": 5, "offset": "AAAA"})
     assert forged.status_code == 400
 
 
 def test_expired_offsets(asana_server):
     data = asana_server.dataset
-    offset = get(asana_server, {"workspace": data.workspace_gid, "entered_on_start_date": "1900-01-01", "limit": 5}).json()["next_page"]["offset"]
+    offset = get(asana_server, {"workspace": data.workspace_gid, **DATED, "limit": 5}).json()["next_page"]["offset"]
     asana_server.offset_ttl = 0
-    expired = get(asana_server, {"workspace": data.workspace_gid, "entered_on_start_date": "1900-01-01", "limit": 5, "offset": offset})
+    expired = get(asana_server, {"workspace": data.workspace_gid, **DATED, "limit": 5, "offset": offset})
     assert expired.status_code == 400 and "offset" in expired.json()["errors"][0]["message"]
 
 
@@ -79,7 +82,7 @@ def test_error_bodies(asana_server):
     assert missing.json() == {"errors": [{"message": "attributable_to: Unknown object: 123",
                                           "help": missing.json()["errors"][0]["help"]}]}
     asana_server.forbidden.add(data.workspace_gid)
-    assert get(asana_server, {"workspace": data.workspace_gid, "entered_on_start_date": "1900-01-01"}).status_code == 403
+    assert get(asana_server, {"workspace": data.workspace_gid, **DATED}).status_code == 403
     asana_server.payment_required = True
     assert get(asana_server, {"user": "1"}).status_code == 402
 
@@ -87,12 +90,12 @@ def test_error_bodies(asana_server):
 def test_faults_on_demand(asana_server):
     data = asana_server.dataset
     asana_server.add_fault(429, retry_after=3)
-    response = get(asana_server, {"workspace": data.workspace_gid, "entered_on_start_date": "1900-01-01", "limit": 5})
+    response = get(asana_server, {"workspace": data.workspace_gid, **DATED, "limit": 5})
     assert response.status_code == 429 and response.headers["Retry-After"] == "3"
     asana_server.add_fault(503)
-    response = get(asana_server, {"workspace": data.workspace_gid, "entered_on_start_date": "1900-01-01", "limit": 5})
+    response = get(asana_server, {"workspace": data.workspace_gid, **DATED, "limit": 5})
     assert response.status_code == 503 and response.text.startswith("<html>")
-    assert get(asana_server, {"workspace": data.workspace_gid, "entered_on_start_date": "1900-01-01", "limit": 5}).status_code == 200
+    assert get(asana_server, {"workspace": data.workspace_gid, **DATED, "limit": 5}).status_code == 200
 
 
 def test_single_entry_and_deletion(asana_server):
