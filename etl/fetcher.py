@@ -77,13 +77,18 @@ class PageRows:
 
 
 @dataclass
-class ListingDone:
-    """A scope's listing ended: in full, or with `error`. `scope_stats` are its calls'."""
+class _Done:
+    """A task of a scope ended: in full, or with `error`. `scope_stats` are the calls of
+    that scope so far."""
 
     scope: Scope
     error: BaseException | None = None
     scope_stats: CallStats = field(default_factory=CallStats)
     stats: CallStats = field(default_factory=CallStats)
+
+
+class ListingDone(_Done):
+    """A scope's listing ended."""
 
 
 @dataclass
@@ -96,14 +101,8 @@ class Confirmed:
     stats: CallStats = field(default_factory=CallStats)
 
 
-@dataclass
-class ConfirmDone:
+class ConfirmDone(_Done):
     """Every candidate of one `confirm` order was answered (or `error` stopped them)."""
-
-    scope: Scope
-    error: BaseException | None = None
-    scope_stats: CallStats = field(default_factory=CallStats)
-    stats: CallStats = field(default_factory=CallStats)
 
 
 @dataclass
