@@ -87,32 +87,29 @@ def record_batch(
         total.add(counts)
         conn.execute(
             sa.update(sync_run_scopes)
-            .where(
-                sync_run_scopes.c.run_id == run_id,
-                sync_run_scopes.c.scope_type == scope.kind,
-                sync_run_scopes.c.scope_gid == scope.gid,
-            )
-            .values(
-                pages=sync_run_scopes.c.pages + pages,
-                entries=sync_run_scopes.c.entries + counts.entries,
-                inserted=sync_run_scopes.c.inserted + counts.inserted,
-                updated=sync_run_scopes.c.updated + counts.updated,
-                unchanged=sync_run_scopes.c.unchanged + counts.unchanged,
-                rejected=sync_run_scopes.c.rejected + counts.rejected,
-                deleted=sync_run_scopes.c.deleted + counts.deleted,
-            )
+            .where(*_scope_row(run_id, scope))
+            .values(pages=sync_run_scopes.c.pages + pages, **_added(sync_run_scopes, counts))
         )
     conn.execute(
-        sa.update(sync_runs)
-        .where(sync_runs.c.id == run_id)
-        .values(
-            entries_seen=sync_runs.c.entries_seen + total.entries,
-            inserted=sync_runs.c.inserted + total.inserted,
-            updated=sync_runs.c.updated + total.updated,
-            unchanged=sync_runs.c.unchanged + total.unchanged,
-            rejected=sync_runs.c.rejected + total.rejected,
-            deleted=sync_runs.c.deleted + total.deleted,
-        )
+        sa.update(sync_runs).where(sync_runs.c.id == run_id).values(**_added(sync_runs, total))
+    )
+
+
+def _added(table: sa.Table, counts: PageCounts) -> dict[str, Any]:
+    """Each counter column of `table` plus its count (the run's `entries` column is
+    named `entries_seen`)."""
+    values = {}
+    for f in fields(counts):
+        name = "entries_seen" if f.name == "entries" and table is sync_runs else f.name
+        values[name] = table.c[name] + getattr(counts, f.name)
+    return values
+
+
+def _scope_row(run_id: int, scope: Scope) -> tuple[Any, ...]:
+    return (
+        sync_run_scopes.c.run_id == run_id,
+        sync_run_scopes.c.scope_type == scope.kind,
+        sync_run_scopes.c.scope_gid == scope.gid,
     )
 
 
@@ -130,11 +127,7 @@ def finish_scope(
 ) -> None:
     conn.execute(
         sa.update(sync_run_scopes)
-        .where(
-            sync_run_scopes.c.run_id == run_id,
-            sync_run_scopes.c.scope_type == scope.kind,
-            sync_run_scopes.c.scope_gid == scope.gid,
-        )
+        .where(*_scope_row(run_id, scope))
         .values(
             status=status,
             finished_at=now,
