@@ -1,12 +1,17 @@
 """A simulated Asana on loopback: a real HTTP server serving the time tracking endpoints.
 
 It backs `asana-etl demo`, the tests and the benchmarks. The dataset is generated
-deterministically from a seed (users, projects, portfolios holding projects, tasks and
-entries, some attributed to no project, with Unicode, quotes and very long names) and
-can be edited while the server runs. The server behaves like the API described in
-`shared/asana/`: bearer auth, `limit` 1–100, opaque offsets bound to their query,
-`next_page: null` at the end, Asana's error bodies, and faults on demand (429 with
-Retry-After, 5xx, HTML error pages, connection resets, truncated bodies, expired offsets).
+deterministically from a seed, shaped like real data: users, projects, portfolios
+holding projects, tasks and entries, some attributed to no project, with Unicode, quotes
+and very long names; a few people log most of the hours (the busiest user logs ten times
+what the quietest does); entries are made on or a little after the day they are for
+(some ahead of it), and gids grow in the order entries are made. It can be edited while
+the server runs. The server behaves like the API described in `shared/asana/`: bearer
+auth, `limit` 1–100, the `entered_on_start_date`/`entered_on_end_date` filters (inclusive,
+or exclusive with `exclusive_bounds`; a workspace needs one), opaque offsets bound to
+their query, `next_page: null` at the end, Asana's error bodies, and faults on demand
+(429 with Retry-After, 5xx, HTML error pages, connection resets, truncated bodies,
+expired offsets).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import math
 import random
 import socket
 import struct
@@ -51,6 +57,28 @@ _LAST = ["Lovelace", "Hopper", "Torvalds", "Hamilton", "Turing", "Liskov", "Thom
 _PROJECT_WORDS = ["Website", "Launch", "Migration", "Audit", "Onboarding", "Roadmap", "Support"]
 
 
+def user_weights(users: int) -> list[float]:
+    """How much each user logs, relative to the others: a power law from 10 down to 1
+    (real data is skewed: a few people log most of the hours)."""
+    if users < 2:
+        return [1.0] * users
+    exponent = math.log(10) / math.log(users)
+    return [10 * (rank + 1) ** -exponent for rank in range(users)]
+
+
+def _lag(rng: random.Random) -> int:
+    """Days between an entry's day and the day it is made: most the same day, some a few
+    days later, a few up to two weeks ahead (negative)."""
+    draw = rng.random()
+    if draw < 0.6:
+        return 0
+    if draw < 0.9:
+        return rng.randint(1, 3)
+    if draw < 0.98:
+        return rng.randint(4, 30)
+    return -rng.randint(1, 14)
+
+
 def long_name(seed: int, length: int = 300) -> str:
     base = f"Very long name {seed} — ünïcödé “quoted” 'single' 名前 "
     return (base * (length // len(base) + 1))[:length]
@@ -76,6 +104,9 @@ class Dataset:
     portfolios: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
     tasks: dict[str, tuple[str, str | None]] = field(default_factory=dict)
     entries: dict[str, Entry] = field(default_factory=dict)
+    #: the order listings come in: "made" (by gid, the order entries were made in) or
+    #: "shuffled" (an order unrelated to dates or gids, fixed per entry)
+    order: str = "made"
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _next_gid: Iterator[int] = field(default_factory=lambda: itertools.count(1_200_000_000_000_001))
     _cache: dict[tuple, Any] = field(default_factory=dict, repr=False)
@@ -99,10 +130,17 @@ class Dataset:
         tasks: int = 60,
         start: dt.date = dt.date(2026, 1, 1),
         days: int = 300,
+        order: str = "made",
     ) -> Dataset:
-        """A deterministic dataset: the same arguments always give the same data."""
+        """A deterministic dataset: the same arguments always give the same data.
+
+        Entries fall on `days` days from `start`. Users are skewed: user weights fall
+        from 10 to 1 along a power law, in an order unrelated to their gids. Each entry
+        is made on its day (most), a few days after (some), or up to two weeks ahead (a
+        few), and gids are handed out in the order entries are made.
+        """
         rng = random.Random(seed)
-        data = cls(workspace_gid="1100000000000001")
+        data = cls(workspace_gid="1100000000000001", order=order)
         for i in range(users):
             if i < len(_TRICKY_NAMES):
                 name = _TRICKY_NAMES[i]
@@ -123,18 +161,17 @@ class Dataset:
             project = None if i % 8 == 7 else rng.choice(project_gids)
             data.tasks[data.new_gid()] = (f"Task {i}", project)
         task_gids, user_gids = list(data.tasks), list(data.users)
+        weights = user_weights(len(user_gids))
+        rng.shuffle(weights)
+        made = []
         for _ in range(entries):
             task = rng.choice(task_gids)
-            data._add(
-                Entry(
-                    gid=data.new_gid(),
-                    task_gid=task,
-                    user_gid=rng.choice(user_gids),
-                    attributable_to=data.tasks[task][1],
-                    duration_minutes=rng.randint(1, 480),
-                    entered_on=start + dt.timedelta(days=rng.randrange(days)),
-                )
-            )
+            day = start + dt.timedelta(days=rng.randrange(days))
+            made.append((day + dt.timedelta(days=_lag(rng)), rng.random(), task,
+                         rng.choices(user_gids, weights)[0], rng.randint(1, 480), day))
+        made.sort()  # gids grow with the moment an entry is made
+        for _, _, task, user, minutes, day in made:
+            data._add(Entry(data.new_gid(), task, user, data.tasks[task][1], minutes, day))
         return data
 
     def _add(self, entry: Entry) -> None:
@@ -232,10 +269,11 @@ class Dataset:
             index = self._cache[("by", attribute)] = dict(built)
         return index  # type: ignore[return-value]
 
-    def matching(self, filters: tuple[tuple[str, str], ...]) -> list[str]:
-        """Gids of the entries that pass every filter, in a stable order."""
+    def matching(self, filters: tuple[tuple[str, str], ...], exclusive: bool = False) -> list[str]:
+        """Gids of the entries that pass every filter, in a stable order (see `order`).
+        Date bounds are inclusive, or with `exclusive` exclusive."""
         with self.lock:
-            cached = self._cache.get(filters)
+            cached = self._cache.get((filters, exclusive))
             if cached is not None:
                 return cached
             candidates: list[str] | None = None  # the workspace: every entry
@@ -252,16 +290,23 @@ class Dataset:
                     candidates = [g for p in set(self.portfolios[gid][1])
                                   for g in by_project.get(p, [])]
                 elif name == "entered_on_start_date":
-                    day = dt.date.fromisoformat(gid)
+                    day = dt.date.fromisoformat(gid) + dt.timedelta(days=exclusive)
                     tests.append(lambda e, d=day: e.entered_on >= d)
                 elif name == "entered_on_end_date":
-                    day = dt.date.fromisoformat(gid)
+                    day = dt.date.fromisoformat(gid) - dt.timedelta(days=exclusive)
                     tests.append(lambda e, d=day: e.entered_on <= d)
             if candidates is None:
                 candidates = list(self.entries)
-            gids = sorted(g for g in candidates if all(t(self.entries[g]) for t in tests))
-            self._cache[filters] = gids
+            key = int if self.order == "made" else _shuffled
+            gids = sorted((g for g in candidates if all(t(self.entries[g]) for t in tests)),
+                          key=key)
+            self._cache[(filters, exclusive)] = gids
             return gids
+
+
+def _shuffled(gid: str) -> bytes:
+    """A fixed position for an entry, unrelated to its gid or its day."""
+    return hashlib.blake2b(gid.encode(), digest_size=8).digest()
 
 
 @dataclass
@@ -285,6 +330,7 @@ class RequestRecord:
     path: str
     params: dict[str, str]
     status: int | str
+    in_flight: int = 0  # requests being handled when this one came, itself included
 
 
 class AsanaSimulator:
@@ -296,6 +342,9 @@ class AsanaSimulator:
         token: the only bearer token accepted.
         forbidden: gids whose objects answer 403.
         payment_required: answer every request with 402 (plan without time tracking).
+        exclusive_bounds: read `entered_on_start_date` and `entered_on_end_date` as
+            exclusive (Asana does not document which it does; inclusive by default).
+        ignores_dates: take no notice of those two (a server a run must not split for).
         offset_ttl: seconds an offset stays valid (None: forever).
         latency: seconds to wait before answering each request.
         rate_limit: (requests, seconds): more accepted requests than that in any such
@@ -313,6 +362,8 @@ class AsanaSimulator:
         self.token = token
         self.forbidden: set[str] = set()
         self.payment_required = False
+        self.exclusive_bounds = False
+        self.ignores_dates = False
         self.offset_ttl: float | None = None
         self.latency = latency
         self.rate_limit = rate_limit
@@ -355,21 +406,23 @@ class AsanaSimulator:
 
     # --- limits ----------------------------------------------------------------------
 
-    def _admit(self) -> float | None:
-        """Count a request in; None if admitted, else the Retry-After to answer 429 with."""
+    def _admit(self) -> tuple[float | None, int]:
+        """Count a request in: None if admitted, else the Retry-After to answer 429 with;
+        and how many requests are in hand with it."""
         with self._lock:
+            arrived = self._in_flight + 1
             if self._in_flight >= self.max_in_flight:
-                return 1.0
+                return 1.0, arrived
             if self.rate_limit is not None:
                 limit, window = self.rate_limit
                 now = time.monotonic()
                 while self._accepted and self._accepted[0] <= now - window:
                     self._accepted.popleft()
                 if len(self._accepted) >= limit:
-                    return max(0.01, self._accepted[0] + window - now)
+                    return max(0.01, self._accepted[0] + window - now), arrived
                 self._accepted.append(now)
             self._in_flight += 1
-            return None
+            return None, arrived
 
     def _release(self) -> None:
         with self._lock:
@@ -411,9 +464,10 @@ class AsanaSimulator:
                 and all(r.params.get(k) == v for k, v in params.items())
             )
 
-    def _record(self, method: str, path: str, params: dict[str, str], status: int | str) -> None:
+    def _record(self, method: str, path: str, params: dict[str, str], status: int | str,
+                in_flight: int = 0) -> None:
         with self._lock:
-            self.requests.append(RequestRecord(method, path, params, status))
+            self.requests.append(RequestRecord(method, path, params, status, in_flight))
             self._last = time.time()
             if self._first is None:
                 self._first = self._last
@@ -483,7 +537,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(*_json(200, sim.stats()))
             return
         self._recorded_as: str | None = None
-        retry_after = sim._admit()
+        retry_after, in_flight = sim._admit()
         if retry_after is not None:
             status, body, headers = _error(429, "You have made too many requests recently. "
                                                 "Please, be chill.")
@@ -501,7 +555,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         finally:
             sim._release()
-        sim._record("GET", path, params, self._recorded_as or status)
+        sim._record("GET", path, params, self._recorded_as or status, in_flight)
         self._send(status, body, headers)
 
     def _answer(self, sim: AsanaSimulator, path: str, params: dict[str, str]
@@ -571,13 +625,13 @@ class _Handler(BaseHTTPRequestHandler):
             if gid not in known:
                 return _error(404, f"{name}: Unknown object: {gid}")
         for name in ("entered_on_start_date", "entered_on_end_date"):
-            if name in params:
+            if name in params and not sim.ignores_dates:
                 try:
                     dt.date.fromisoformat(params[name])
                 except ValueError:
                     return _error(400, f"{name}: Not a valid date: {params[name]}")
                 filters.append((name, params[name]))
-        if "workspace" in params and not any(name.startswith("entered_on") for name, _ in filters):
+        if "workspace" in params and not any(name.startswith("entered_on") for name in params):
             return _error(400, "workspace: entered_on_start_date or entered_on_end_date is "
                                "required with workspace")
         limit = None
@@ -599,7 +653,7 @@ class _Handler(BaseHTTPRequestHandler):
             position = read
         fields = set(params["opt_fields"].split(",")) if params.get("opt_fields") else None
         with data.lock:
-            gids = data.matching(tuple(filters))
+            gids = data.matching(tuple(filters), sim.exclusive_bounds)
             if limit is None:
                 if len(gids) > 1000:
                     return _error(400, "The result is too large. You should use pagination "

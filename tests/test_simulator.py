@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from collections import Counter
+
 import requests
 
 from etl.simulator import AsanaSimulator, Dataset
@@ -119,3 +122,62 @@ def test_a_workspace_listing_needs_a_date(asana_server):
     assert refused.status_code == 400 and "entered_on_start_date" in refused.text
     assert get(asana_server, {"workspace": data.workspace_gid, "limit": 5,
                               "entered_on_end_date": "2100-01-01"}).status_code == 200
+
+
+def _gids(server, params) -> list[str]:
+    body = get(server, {**params, "limit": 100, "opt_fields": "entered_on"}).json()
+    gids = [e["gid"] for e in body["data"]]
+    while body["next_page"]:
+        body = get(server, {**params, "limit": 100, "opt_fields": "entered_on",
+                            "offset": body["next_page"]["offset"]}).json()
+        gids += [e["gid"] for e in body["data"]]
+    return gids
+
+
+def test_date_filters_are_inclusive_or_exclusive_as_switched(asana_server):
+    data = asana_server.dataset
+    user = next(iter(data.users))
+    since, until = dt.date(2026, 3, 1), dt.date(2026, 3, 31)
+    params = {"user": user, "entered_on_start_date": str(since), "entered_on_end_date": str(until)}
+    theirs = [e for e in data.entries.values() if e.user_gid == user]
+    assert set(_gids(asana_server, params)) == {e.gid for e in theirs if since <= e.entered_on <= until}
+    asana_server.exclusive_bounds = True
+    assert set(_gids(asana_server, params)) == {e.gid for e in theirs if since < e.entered_on < until}
+    asana_server.exclusive_bounds = False
+    asana_server.ignores_dates = True
+    assert set(_gids(asana_server, params)) == {e.gid for e in theirs}
+    assert get(asana_server, {"user": user, "entered_on_start_date": "2026-02-30",
+                              "limit": 5}).status_code == 200  # ignored, then
+
+
+def test_the_data_is_shaped_like_real_data():
+    data = Dataset.generate(seed=2, entries=20_000, users=40, start=dt.date(2024, 12, 2),
+                            days=730)
+    per_user = Counter(e.user_gid for e in data.entries.values())
+    assert 7 <= max(per_user.values()) / min(per_user.values()) <= 14  # skewed ten to one
+    assert list(per_user) != sorted(per_user, key=per_user.get)  # sizes unrelated to gids
+    by_gid = [data.entries[g].entered_on for g in sorted(data.entries)]
+    # made on or near their day, in gid order: the days rise along the gids
+    near = sum(abs((a - b).days) <= 3 for a, b in zip(by_gid, by_gid[1:]))
+    assert near > 0.75 * len(by_gid)  # a tenth made days late or ahead: two pairs each
+    assert max(by_gid[: len(by_gid) // 10]) < min(by_gid[-len(by_gid) // 10:])
+
+
+def test_listings_come_in_gid_order_or_shuffled(asana_server):
+    data = asana_server.dataset
+    workspace = {"workspace": data.workspace_gid, **DATED}
+    assert _gids(asana_server, workspace) == sorted(data.entries)
+    data.order = "shuffled"
+    data._changed()
+    shuffled = _gids(asana_server, workspace)
+    assert sorted(shuffled) == sorted(data.entries) and shuffled != sorted(data.entries)
+
+
+def test_each_request_records_how_many_were_in_hand_with_it(asana_server):
+    import concurrent.futures
+
+    asana_server.latency = 0.05
+    user = next(iter(asana_server.dataset.users))
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: get(asana_server, {"user": user, "limit": 1}), range(4)))
+    assert max(r.in_flight for r in asana_server.requests) > 1
