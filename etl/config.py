@@ -28,6 +28,9 @@ ENV_CONFIG = "ASANA_ETL_CONFIG"
 ENV_TOKEN = "ASANA_ACCESS_TOKEN"
 ENV_DATABASE_URL = "ASANA_ETL_DATABASE_URL"
 
+#: The longest span in days a `[sync]` key or `--recent` takes: a century.
+MAX_DAYS = 36_500
+
 ScopeKind = Literal["workspace", "user", "project", "portfolio", "task"]
 #: `[scopes]` key → scope kind, in the order scopes are listed.
 SCOPE_KEYS: dict[str, ScopeKind] = {
@@ -102,9 +105,23 @@ class AsanaSettings:
 
 
 @dataclass(frozen=True)
+class SyncSettings:
+    """`[sync]`: how much of each scope a `sync` reads.
+
+    `recent_days` 0 reads every scope in full; N reads only the entries entered in the
+    last N days (today included, UTC), except that a scope whose last complete full read
+    is `full_every_days` or more days old is read in full.
+    """
+
+    recent_days: int = 0
+    full_every_days: int = 7
+
+
+@dataclass(frozen=True)
 class Settings:
     asana: AsanaSettings = field(default_factory=AsanaSettings)
     database_url: str = DEFAULT_DATABASE_URL
+    sync: SyncSettings = field(default_factory=SyncSettings)
     scopes: tuple[Scope, ...] = ()
     source: str = "(defaults)"
 
@@ -130,6 +147,12 @@ _ASANA_KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "token_file": ((str,), "a string"),
 }
 _DATABASE_KEYS = {"url": ((str,), "a string")}
+_SYNC_KEYS = {
+    "recent_days": ((int,), "an integer"),
+    "full_every_days": ((int,), "an integer"),
+}
+#: The sections of the file, in the order they are documented.
+_SECTIONS = ("asana", "database", "sync", "scopes")
 
 
 def config_path(option: str | Path | None, env: Mapping[str, str]) -> tuple[Path, bool]:
@@ -184,10 +207,11 @@ def _settings_from(data: dict[str, Any], source: str, env: Mapping[str, str]) ->
         problems.append(f"{source}: {key}: {msg}")
 
     for section in data:
-        if section not in ("asana", "database", "scopes"):
-            problem(f"[{section}]", "unknown section (expected [asana], [database], [scopes])")
+        if section not in _SECTIONS:
+            problem(f"[{section}]", "unknown section (expected "
+                    + ", ".join(f"[{s}]" for s in _SECTIONS) + ")")
     sections: dict[str, dict[str, Any]] = {}
-    for section in ("asana", "database", "scopes"):
+    for section in _SECTIONS:
         value = data.get(section, {})
         if not isinstance(value, dict):
             problem(section, "must be a table ([" + section + "])")
@@ -196,6 +220,7 @@ def _settings_from(data: dict[str, Any], source: str, env: Mapping[str, str]) ->
 
     asana = _typed_section(sections["asana"], "asana", _ASANA_KEYS, problem, secret_key="token")
     database = _typed_section(sections["database"], "database", _DATABASE_KEYS, problem)
+    sync = _typed_section(sections["sync"], "sync", _SYNC_KEYS, problem)
     scopes = _scopes(sections["scopes"], problem)
 
     defaults = AsanaSettings()
@@ -208,6 +233,8 @@ def _settings_from(data: dict[str, Any], source: str, env: Mapping[str, str]) ->
     _check_range(asana, "max_rate_limit_waits", 0, 1000, problem)
     _check_range(asana, "requests_per_minute", 1, 10_000_000, problem)
     _check_range(asana, "concurrency", 1, 50, problem)
+    _check_range(sync, "recent_days", 0, MAX_DAYS, problem, section="sync")
+    _check_range(sync, "full_every_days", 0, MAX_DAYS, problem, section="sync")
     for key in ("timeout_seconds", "backoff_max_seconds"):
         if key in asana and not asana[key] > 0:
             problem(f"[asana] {key}", f"must be greater than 0 (got {asana[key]!r})")
@@ -228,7 +255,8 @@ def _settings_from(data: dict[str, Any], source: str, env: Mapping[str, str]) ->
         token=token,
     )
     database_url = env.get(ENV_DATABASE_URL) or database.get("url") or DEFAULT_DATABASE_URL
-    return Settings(asana=asana_settings, database_url=database_url, scopes=scopes, source=source)
+    return Settings(asana=asana_settings, database_url=database_url, sync=SyncSettings(**sync),
+                    scopes=scopes, source=source)
 
 
 def _typed_section(section, name, known, problem, secret_key=None) -> dict[str, Any]:
@@ -299,9 +327,10 @@ def _token(token_file: str | None, source: str, env: Mapping[str, str], problem)
     return Secret(value)
 
 
-def _check_range(values: dict[str, Any], key: str, low: int, high: int, problem) -> None:
+def _check_range(values: dict[str, Any], key: str, low: int, high: int, problem,
+                 section: str = "asana") -> None:
     if key in values and not low <= values[key] <= high:
-        problem(f"[asana] {key}", f"must be between {low} and {high} (got {values[key]!r})")
+        problem(f"[{section}] {key}", f"must be between {low} and {high} (got {values[key]!r})")
 
 
 def base_url_problem(url: str) -> str | None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from etl.config import DEFAULT_DATABASE_URL, Scope, base_url_problem, load_settings
+from etl.config import DEFAULT_DATABASE_URL, Scope, SyncSettings, base_url_problem, load_settings
 from etl.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -144,3 +144,16 @@ def test_the_default_file_may_be_missing_where_allowed(tmp_path, monkeypatch):
 )
 def test_plain_http_only_to_loopback(url, ok):
     assert (base_url_problem(url) is None) is ok
+
+
+def test_the_sync_section(tmp_path):
+    assert load_settings(write(tmp_path, ""), env={}).sync == SyncSettings(0, 7)
+    path = write(tmp_path, "[sync]\nrecent_days = 30\nfull_every_days = 14\n")
+    assert load_settings(path, env={}).sync == SyncSettings(recent_days=30, full_every_days=14)
+    with pytest.raises(ConfigError) as error:
+        load_settings(write(tmp_path, '[sync]\nrecent_days = -1\nfull_every_days = "7"\n'
+                                      "recent = 3\n"), env={})
+    lines = str(error.value).splitlines()
+    assert any("[sync] recent_days: must be between 0 and 36500" in x for x in lines)
+    assert any("[sync] full_every_days: must be an integer (got a string)" in x for x in lines)
+    assert any("[sync] recent: unknown key" in x for x in lines)
