@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from etl import plan
 from etl.config import AsanaSettings, Scope, Secret, Settings
 from etl.db import check_connection, make_engine
 from etl.errors import EtlError
@@ -30,6 +32,29 @@ def asana_server(dataset: Dataset) -> Iterator[AsanaSimulator]:
     """The simulated Asana, serving `dataset` on 127.0.0.1 for the length of one test."""
     with AsanaSimulator(dataset, token=TOKEN) as server:
         yield server
+
+
+@pytest.fixture(autouse=True)
+def _listings_split_only_where_asked(request: pytest.FixtureRequest,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run splits listings when requests are slow (`plan.MIN_SPLIT_LATENCY`); against
+    the simulator in this busy process a request sometimes is, so that splits would come
+    and go with the machine's load. Tests that split ask for it (`splitting`), and tests
+    of the threshold itself for the real one (`split_as_shipped`)."""
+    if not {"splitting", "split_as_shipped"} & set(request.fixturenames):
+        monkeypatch.setattr(plan, "MIN_SPLIT_LATENCY", math.inf)
+
+
+@pytest.fixture
+def split_as_shipped() -> None:
+    """`plan.MIN_SPLIT_LATENCY` as the code sets it."""
+
+
+@pytest.fixture
+def splitting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Listings split whenever fewer are open than the budget could feed, however fast
+    the simulator answers (the rate limit then sets how many that is)."""
+    monkeypatch.setattr(plan, "MIN_SPLIT_LATENCY", 0.0)
 
 
 class SleepRecorder:

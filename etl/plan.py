@@ -1,0 +1,239 @@
+"""Scopes and what the database knows → listings: date windows of a scope, largest first.
+
+Asana lets a token send 1,500 requests a minute, but one listing sends one request at a
+time: at 200 ms a request it uses a fifth of that. A run keeps the budget busy by
+reading several listings at once, and a scope too large to finish in time alone is cut
+into date windows that are listed side by side (`entered_on_start_date` and
+`entered_on_end_date` work with every filter).
+
+A listing owns a window of `entered_on` days; the windows of one scope partition its
+days with no gap (the outer ones open-ended where the scope's window is), so that each
+entry belongs to exactly one of them, and a listing keeps only the entries it owns.
+Asana does not document whether its date bounds are inclusive: unless the run has
+proved that they are, a listing asks for one day more at each bounded end
+(`query_dates`), so that either reading loses nothing.
+
+Where the sizes come from:
+- on later runs, the entries per `entered_on` day per scope that the database holds
+  (`plan`);
+- on a first run, the first page of a listing: `split` cuts a listing that says more
+  pages follow, and `estimate_pages` reads its size off the page where it lists entries
+  in the order they were made (as a listing in gid order does).
+
+Everything here is pure: no I/O and no clock (`today` is an argument).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from etl.config import DateWindow, Scope
+
+DAY = dt.timedelta(days=1)
+
+#: A request faster than this means the fetcher's CPU, not the network, sets the pace
+#: (it flattens about 300 pages a second): more listings at once would gain nothing, so
+#: nothing is split.
+MIN_SPLIT_LATENCY = 0.05
+#: Listings in flight beyond the bare number the budget can feed, for latency that varies.
+FEED_MARGIN = 1.25
+#: No piece of a split scope is planned smaller than this many pages: each piece costs
+#: about half a page of rounding, which a smaller piece would not repay.
+MIN_PIECE_PAGES = 5
+#: A page lists entries in the order they were made when this share of its neighbours'
+#: gids rise (a page in no particular order gives about half).
+IN_ORDER = 0.9
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One listing to read: a scope, the days it owns, and its size as far as known."""
+
+    scope: Scope
+    window: DateWindow = DateWindow()
+    #: estimated pages; None when nothing is known (a scope never read before)
+    pages: float | None = None
+
+
+def scope_windows(
+    scopes: Sequence[Scope],
+    *,
+    recent_days: int,
+    full_every_days: int,
+    last_full: Mapping[Scope, dt.datetime],
+    today: dt.date,
+) -> dict[Scope, DateWindow]:
+    """What a `sync` reads of each scope. With `recent_days` 0, every day. With N, the
+    entries entered in the last N days (today included) and any later (future-dated
+    entries count); but a scope whose last complete full read (`last_full`) was
+    `full_every_days` or more calendar days ago, or never, is read in full: so that one
+    nightly line stays exact within that many days, and the other nights read the
+    window alone."""
+    if recent_days <= 0:
+        return {scope: DateWindow() for scope in scopes}
+    recent = DateWindow(today - DAY * (recent_days - 1), None)
+    windows = {}
+    for scope in scopes:
+        last = last_full.get(scope)
+        due = last is None or (today - last.date()).days >= full_every_days
+        windows[scope] = DateWindow() if due else recent
+    return windows
+
+
+def widened(window: DateWindow) -> DateWindow:
+    """The days a listing of `window` can return whichever way the server reads its
+    bounds (see `query_dates`)."""
+    return DateWindow(*query_dates(window, inclusive=False))
+
+
+def feedable(requests_per_second: float, latency: float, concurrency: int) -> int:
+    """How many listings at once keep the request budget busy: each sends one request
+    at a time, so it uses at most `1 / latency` requests a second."""
+    if latency < MIN_SPLIT_LATENCY:
+        return 1
+    return max(1, min(concurrency, math.ceil(requests_per_second * latency * FEED_MARGIN)))
+
+
+def plan(
+    scopes: Sequence[tuple[Scope, DateWindow]],
+    history: Mapping[Scope, Sequence[tuple[dt.date, int]]],
+    *,
+    feed: int,
+    page_size: int,
+) -> list[Listing]:
+    """The listings that read `scopes` (each in its window), largest first.
+
+    `history` holds, for the scopes the database knows, the number of entries per
+    `entered_on` day. A scope whose pages exceed its share of the run (all pages over
+    `feed`, the listings the budget can feed at once) is cut into pieces of about equal
+    entries, so that even the largest piece, read at full sequential speed from the
+    start, ends before the run would; at least `MIN_PIECE_PAGES` each. A scope the
+    database does not know is one listing of unknown size, listed first: its first page
+    is the cheapest way to learn about it.
+    """
+    known: dict[Scope, list[tuple[dt.date, int]]] = {}
+    for scope, window in scopes:
+        if scope in history:
+            known[scope] = sorted((day, n) for day, n in history[scope] if day in window and n > 0)
+    total = sum(_pages(sum(n for _, n in days), page_size) for days in known.values())
+    largest = max(MIN_PIECE_PAGES, total / max(1, feed))
+    listings: list[Listing] = []
+    for scope, window in scopes:
+        days = known.get(scope)
+        if days is None:
+            listings.append(Listing(scope, window, None))
+            continue
+        pieces = max(1, min(len(days), math.ceil(_pages(sum(n for _, n in days), page_size)
+                                                 / largest)))
+        cuts, counts = _pieces(days, pieces)
+        for piece, entries in zip(partition(window, cuts), counts):
+            listings.append(Listing(scope, piece, _pages(entries, page_size)))
+    # unknown first, then largest first; ties in the order given
+    return sorted(listings, key=lambda x: -math.inf if x.pages is None else -x.pages)
+
+
+def _pages(entries: int, page_size: int) -> int:
+    """Requests a listing of `entries` takes: an empty one still costs one."""
+    return max(1, math.ceil(entries / page_size))
+
+
+def _pieces(days: list[tuple[dt.date, int]], pieces: int) -> tuple[list[dt.date], list[int]]:
+    """Where to cut `days` (the first day of every piece but the first) so that `pieces`
+    pieces hold about equal entries, and the entries of each. Days are never divided:
+    a day is the finest a window can be."""
+    total = sum(n for _, n in days)
+    cuts: list[dt.date] = []
+    counts = [0]
+    running = 0
+    for day, n in days:
+        if running and running >= total * len(counts) / pieces and len(counts) < pieces:
+            cuts.append(day)
+            counts.append(0)
+        running += n
+        counts[-1] += n
+    return cuts, counts
+
+
+def partition(window: DateWindow, cuts: Sequence[dt.date]) -> list[DateWindow]:
+    """`window` cut before each day of `cuts`: windows with no gap and no overlap whose
+    union is `window` (its open ends stay open). Cuts outside the window, or repeated,
+    are ignored."""
+    inside = sorted({c for c in cuts if c in window and c != window.since})
+    bounds = [window.since, *inside]
+    ends = [c - DAY for c in inside] + [window.until]
+    return [DateWindow(lo, hi) for lo, hi in zip(bounds, ends)]
+
+
+def query_dates(window: DateWindow, inclusive: bool) -> tuple[dt.date | None, dt.date | None]:
+    """The `entered_on_start_date` and `entered_on_end_date` to ask for: the window's own
+    bounds when the server is known to read them as inclusive, else one day more at each
+    bounded end (an exclusive reading then returns exactly the window, an inclusive one
+    a day more at each end, which the listing drops)."""
+    if inclusive:
+        return window.since, window.until
+    return (None if window.since is None else window.since - DAY,
+            None if window.until is None else window.until + DAY)
+
+
+def in_order_made(gids: Sequence[str]) -> bool:
+    """Whether a page lists entries in the order they were made: gids grow over time, so
+    a listing in gid order is one. People log time on or near its day, so such a listing
+    also runs from its earliest days to its latest (give or take a few days)."""
+    numbers = [int(g) for g in gids if g.isdigit()]
+    rising = sum(a < b for a, b in zip(numbers, numbers[1:]))
+    return len(numbers) > 1 and rising >= IN_ORDER * (len(numbers) - 1)
+
+
+def _span(window: DateWindow, days: Sequence[dt.date], today: dt.date) -> tuple[dt.date, dt.date]:
+    """The days a listing's entries can be on, as far as its window and its first page
+    tell: from its lower bound (else its earliest entry) to its upper bound (else today,
+    or the latest entry if that is later)."""
+    lo = window.since if window.since is not None else min(days)
+    hi = window.until if window.until is not None else max(today, max(days))
+    return lo, max(lo, hi)
+
+
+def estimate_pages(window: DateWindow, days: Sequence[dt.date], in_order: bool,
+                   today: dt.date) -> float | None:
+    """The size of a listing, in pages, from its first page (the `entered_on` days of its
+    entries) when that page lists entries in the order they were made (`in_order_made`);
+    else None (a page in no particular order says nothing of the size).
+
+    Such a page holds the listing's earliest entries: the listing is about as many pages
+    as its span of days holds the span of the page's middle nine tenths (a few entries
+    made long before or after their day would stretch the page's whole span).
+    """
+    if not in_order or len(days) < 2:
+        return None
+    ranked = sorted(days)
+    first, last = ranked[len(ranked) // 20], ranked[-1 - len(ranked) // 20]
+    _, hi = _span(window, days, today)
+    covered = (last - first).days + 1
+    share = 1 - 2 * (len(ranked) // 20) / len(ranked)
+    return max(1.0, share * ((hi - first).days + 1) / covered)
+
+
+def split(window: DateWindow, days: Sequence[dt.date], in_order: bool, parts: int,
+          today: dt.date) -> list[DateWindow]:
+    """Cut a listing whose first page says more follow into up to `parts` windows that
+    partition `window`, using that page: the `entered_on` days of its entries, and
+    whether it lists them in the order they were made (`in_order_made`).
+
+    Such a page holds the earliest entries, so the span from there to the upper bound
+    is cut into equal lengths; a page in no particular order is a sample of the
+    listing, so it is cut at the page's quantiles. A window of one day cannot be cut
+    (the list is then `[window]`).
+    """
+    if not days or parts < 2:
+        return [window]
+    lo, hi = _span(window, days, today)
+    if in_order:
+        length = (hi - lo).days + 1
+        cuts = [lo + DAY * round(length * i / parts) for i in range(1, parts)]
+    else:
+        ranked = sorted(d for d in days if d in window)
+        cuts = [ranked[len(ranked) * i // parts] for i in range(1, parts)] if ranked else []
+    return partition(window, [c for c in cuts if lo < c <= hi])
