@@ -305,41 +305,70 @@ class AsanaClient:
         if seconds > 0:
             self.sleep(seconds)
 
-    def paginate(
-        self, path: str, params: Mapping[str, Any], page_size: int, stats: CallStats | None = None
-    ) -> Iterator[Page]:
-        """Follow `next_page.offset` until `next_page` is null, yielding pages as they come.
+    def next_page(self, pages: Pagination, stats: CallStats | None = None) -> Page:
+        """Fetch the next page of a listing and move `pages` past it.
 
         Raises:
             OffsetExpiredError: Asana no longer accepts the offset (restart the listing).
-            RequestRejectedError: if Asana hands back an offset it already gave (a loop).
+            RequestRejectedError: the answer has no `data` list, or Asana handed back an
+                offset it had already given in this listing (it would loop).
         """
-        offset: str | None = None
-        number = 0
-        while True:
-            query = dict(params, limit=page_size)
-            if offset is not None:
-                query["offset"] = offset
-            try:
-                body = self.get(path, query, stats)
-            except RequestRejectedError as exc:
-                if offset is not None and exc.status == 400 and "offset" in exc.message.lower():
-                    raise OffsetExpiredError(exc.message, 400) from None
-                raise
-            data = body.get("data")
-            if not isinstance(data, list):
-                raise RequestRejectedError(f"page {number + 1} of the listing has no `data` list")
-            number += 1
-            yield Page(data=data, number=number, offset=offset)
-            next_page = body.get("next_page")
-            if not next_page:
-                return
-            next_offset = next_page.get("offset") if isinstance(next_page, dict) else None
-            if not next_offset:
-                return
-            if next_offset == offset:
-                raise RequestRejectedError(f"Asana returned the same offset twice (page {number})")
-            offset = next_offset
+        offset = pages.offset
+        try:
+            body = self.get(pages.path, pages.query(), stats)
+        except RequestRejectedError as exc:
+            if offset is not None and exc.status == 400 and "offset" in exc.message.lower():
+                raise OffsetExpiredError(exc.message, 400) from None
+            raise
+        return Page(data=pages.advance(body), number=pages.number, offset=offset)
+
+    def paginate(
+        self, path: str, params: Mapping[str, Any], page_size: int, stats: CallStats | None = None
+    ) -> Iterator[Page]:
+        """Follow `next_page.offset` until `next_page` is null, yielding pages as they come
+        (see `next_page` for what it raises)."""
+        pages = Pagination(path, params, page_size)
+        while not pages.done:
+            yield self.next_page(pages, stats)
+
+
+class Pagination:
+    """Where one listing stands: its query, the offset to send next, and whether it has
+    ended. An offset is only valid for the query that produced it, so the query never
+    changes; an offset that comes back a second time would make the listing loop."""
+
+    def __init__(self, path: str, params: Mapping[str, Any], page_size: int) -> None:
+        self.path = path
+        self.params = dict(params, limit=page_size)
+        self.offset: str | None = None
+        self.number = 0  # pages fetched so far
+        self.done = False
+        self._seen: set[str] = set()
+
+    def query(self) -> dict[str, Any]:
+        """The parameters of the next request."""
+        if self.offset is None:
+            return self.params
+        return {**self.params, "offset": self.offset}
+
+    def advance(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """Take one answer: its entries, and the offset that follows (if any)."""
+        data = body.get("data")
+        if not isinstance(data, list):
+            raise RequestRejectedError(f"page {self.number + 1} of the listing has no `data` list")
+        self.number += 1
+        next_page = body.get("next_page")
+        offset = next_page.get("offset") if isinstance(next_page, dict) else None
+        if not offset:
+            self.done = True
+        elif offset in self._seen or offset == self.offset:
+            raise RequestRejectedError(f"Asana returned the same offset twice (page {self.number}),"
+                                       " so the listing would never end")
+        else:
+            if self.offset is not None:
+                self._seen.add(self.offset)
+            self.offset = offset
+        return data
 
 
 def _root_cause(exc: BaseException) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from etl import __version__, db, runs
-from etl.config import ENV_CONFIG, DateWindow, Scope, Settings, load_settings
+from etl.config import ENV_CONFIG, MAX_DAYS, DateWindow, Scope, Settings, load_settings
 from etl.demo import DEMO_DATABASE_URL, run_demo, top_projects
 from etl.check import check_scopes
 from etl.errors import ConfigError, EtlError, ExitCode, Interrupted
@@ -183,14 +183,20 @@ metrics_option = click.option(
 
 
 @cli.command()
+@click.option("--recent", "recent_days", type=click.IntRange(0, MAX_DAYS), metavar="DAYS",
+              help="Read only the entries entered in the last DAYS days (today included, "
+                   "UTC; later dates too), except for scopes due a full read "
+                   "([sync] full_every_days); 0 reads everything [default: [sync] recent_days].")
 @click.option("--no-migrate", is_flag=True, help="Do not apply pending migrations first.")
 @click.option("--dry-run", is_flag=True,
               help="Read Asana and report what would be inserted, updated and deleted; "
                    "write nothing and take no lock.")
 @metrics_option
 @click.pass_context
-def sync(ctx: click.Context, no_migrate: bool, dry_run: bool, metrics_file: str | None) -> None:
-    """The nightly run: read every configured scope in full, load it, detect deletions.
+def sync(ctx: click.Context, recent_days: int | None, no_migrate: bool, dry_run: bool,
+         metrics_file: str | None) -> None:
+    """The nightly run: read every configured scope (in full, or its last days with
+    --recent), load it, detect deletions.
 
     Exit status: 0 every scope loaded, 1 some scope failed (the others are loaded),
     2 configuration or database error, 3 Asana refused the token or plan, 4 another
@@ -200,13 +206,14 @@ def sync(ctx: click.Context, no_migrate: bool, dry_run: bool, metrics_file: str 
     if dry_run:
         from etl.dryrun import run_dry_run
 
-        dry = run_dry_run(settings)
+        dry = run_dry_run(settings, recent_days=recent_days)
         for scope, error in dry.failed:
             click.echo(f"error: scope {scope} failed: {error}", err=True)
         click.echo(dry.summary())
         ctx.exit(int(ExitCode.SCOPE_FAILED if dry.failed else ExitCode.OK))
     with _progress("sync") as progress:
-        result = run_sync(settings, migrate=not no_migrate, progress=progress)
+        result = run_sync(settings, recent_days=recent_days, migrate=not no_migrate,
+                          progress=progress)
     _finish(ctx, result, metrics_file)
 
 
@@ -216,14 +223,18 @@ def sync(ctx: click.Context, no_migrate: bool, dry_run: bool, metrics_file: str 
 @click.option("--portfolio", "portfolios", multiple=True, callback=_gid, help="A portfolio gid (repeatable).")
 @click.option("--task", "tasks", multiple=True, callback=_gid, help="A task gid (repeatable).")
 @click.option("--workspace", "workspaces", multiple=True, callback=_gid, help="A workspace gid.")
-@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="Keep entries entered on or after this date.")
-@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Keep entries entered on or before this date.")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]),
+              help="Read only entries entered on or after this date (asked of Asana).")
+@click.option("--until", type=click.DateTime(["%Y-%m-%d"]),
+              help="Read only entries entered on or before this date (asked of Asana).")
 @click.option("--no-migrate", is_flag=True, help="Do not apply pending migrations first.")
 @metrics_option
 @click.pass_context
 def backfill(ctx: click.Context, users, projects, portfolios, tasks, workspaces, since, until,
              no_migrate: bool, metrics_file: str | None) -> None:
-    """A one-off load of the scopes named here (else every configured scope)."""
+    """A one-off load of the scopes named here (else every configured scope), of the
+    days between --since and --until (else all); deletions are looked for in those days
+    only."""
     named = (
         [Scope("workspace", g) for g in workspaces]
         + [Scope("user", g) for g in users]
@@ -241,18 +252,22 @@ def backfill(ctx: click.Context, users, projects, portfolios, tasks, workspaces,
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
-@click.option("--check", is_flag=True, help="Exit 1 when a configured scope has no success within --stale-hours.")
+@click.option("--check", is_flag=True,
+              help="Exit 1 when a configured scope has no success within --stale-hours, or "
+                   "no full read within twice [sync] full_every_days.")
 @click.option("--stale-hours", default=36.0, show_default=True, help="Age after which a scope is stale.")
 @click.option("--limit", default=10, show_default=True, help="How many recent runs to show.")
 @click.pass_context
 def status(ctx: click.Context, as_json: bool, check: bool, stale_hours: float, limit: int) -> None:
-    """Recent runs and each scope's last success."""
+    """Recent runs, and each scope's last success and last full read."""
     settings = _settings(ctx, require_file=False)
     engine = prepare_database(settings.database_url, migrate=False)
     now = runs.utcnow()
+    full_days = 2 * settings.sync.full_every_days
     with engine.connect() as conn:
         recent = runs.recent_runs(conn, limit)
-        scopes = runs.freshness(conn, settings.scopes, dt.timedelta(hours=stale_hours), now)
+        scopes = runs.freshness(conn, settings.scopes, dt.timedelta(hours=stale_hours), now,
+                                full_stale_after=dt.timedelta(days=full_days))
     engine.dispose()
     stale = [s for s in scopes if s["stale"] and s["configured"]]
     if as_json:
@@ -260,7 +275,8 @@ def status(ctx: click.Context, as_json: bool, check: bool, stale_hours: float, l
     else:
         _print_status(recent, scopes, now)
     if check and stale:
-        click.echo(f"{len(stale)} scope(s) stale (no success in {stale_hours:g} h)", err=True)
+        click.echo(f"{len(stale)} scope(s) stale (no success in {stale_hours:g} h, or no full "
+                   f"read in {full_days} days)", err=True)
         ctx.exit(int(ExitCode.SCOPE_FAILED))
 
 
@@ -279,11 +295,24 @@ def _print_status(recent: list[dict[str, Any]], scopes: list[dict[str, Any]], no
     if not scopes:
         click.echo("  (none)")
     for s in scopes:
-        last = s["last_success"]
+        last, full = s["last_success"], s["last_full_read"]
         age = f"{(now - last).total_seconds() / 3600:.1f} h ago" if last else "never"
+        full_age = f"{(now - full).total_seconds() / 86400:.1f} d ago" if full else "never"
         flag = "STALE " if s["stale"] else "      "
         error = f"  last error: {s['last_error']}" if s["last_status"] == runs.FAILED else ""
-        click.echo(f"  {flag}{s['scope_type']}:{s['scope_gid']}  last success {age}{error}")
+        last_run = ""
+        if s["last_run_id"] is not None:
+            since, until = s["last_window_since"], s["last_window_until"]
+            days = "all days" if since is None and until is None else f"{since or ''}..{until or ''}"
+            last_run = (f"; last run #{s['last_run_id']}: {days}, "
+                        f"{_count(s['last_pages'], 'page')} in "
+                        f"{_count(s['last_listings'], 'listing')}")
+        click.echo(f"  {flag}{s['scope_type']}:{s['scope_gid']}  last success {age}, "
+                   f"last full read {full_age}{last_run}{error}")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 @cli.command()

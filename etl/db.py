@@ -165,6 +165,12 @@ sync_run_scopes = sa.Table(
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("deleted", sa.Integer, nullable=False, server_default="0"),
     sa.Column("restarts", sa.Integer, nullable=False, server_default="0"),
+    # the days the run read of the scope (both null: all of them, a full read)
+    sa.Column("window_since", sa.Date, nullable=True),
+    sa.Column("window_until", sa.Date, nullable=True),
+    # the date windows it was read in, and the requests that took
+    sa.Column("listings", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("requests", sa.Integer, nullable=False, server_default="0"),
     sa.Index(None, "scope_type", "scope_gid", "status"),
     **MYSQL_TABLE_ARGS,
 )

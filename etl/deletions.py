@@ -6,22 +6,25 @@ a complete listing of a scope no longer shows. Each such candidate is confirmed 
 means the entry only left this scope, or was skipped because the data shifted between
 two pages. Nothing is ever marked deleted without Asana's 404.
 
-The run orders candidates (`load.deletion_candidates`) confirmed by the fetcher process
-(`etl.fetcher`); `apply_confirmation` writes each answer in the loader's transaction.
+The run orders candidates (`load.deletion_candidates`), a few thousand at a time, that
+the fetcher process (`etl.fetcher`) confirms side by side under the shared rate budget;
+`apply_confirmations` writes the answers in the loader's batches, many to a transaction.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
-from etl import runs
 from etl.config import Scope
 from etl.extract import still_in_scope
 from etl.load import (
     Rejection,
+    UpsertCounts,
     insert_rejected,
     mark_deleted,
     mark_seen,
@@ -29,34 +32,40 @@ from etl.load import (
     upsert_entries,
 )
 from etl.runs import PageCounts
-from etl.transform import RecordRejected, entry_gid, rejected_payload, row_values, to_row
+from etl.transform import RecordRejected, RowValues, entry_gid, rejected_payload, row_values, to_row
 
 log = logging.getLogger(__name__)
 
-def apply_confirmation(
-    conn: sa.Connection, run_id: int, scope: Scope, gid: str, entry: dict[str, Any] | None
+def apply_confirmations(
+    conn: sa.Connection, run_id: int, scope: Scope,
+    answers: Sequence[tuple[str, dict[str, Any] | None]], now: dt.datetime,
 ) -> PageCounts:
-    """Write what Asana said about one candidate; returns what that changed."""
-    now = runs.utcnow()
-    if entry is None:
-        deleted = mark_deleted(conn, gid, now)
-        log.debug("scope %s: entry %s deleted in Asana", scope, gid)
-        return PageCounts(deleted=int(deleted))
-    in_scope = still_in_scope(scope, entry)
-    # the listing does not carry `task`: store what a listing would, so that the next
-    # listing does not see a difference
-    listed = {k: v for k, v in entry.items() if k != "task"}
-    try:
-        row = to_row(listed)
-    except RecordRejected as exc:
-        rejection = Rejection(entry_gid(listed), str(exc), rejected_payload(listed))
-        insert_rejected(conn, run_id, scope, [rejection], now)
-        mark_seen(conn, run_id, scope, [gid])
-        return PageCounts(rejected=1)
-    upserted = upsert_entries(conn, [(scope, row_values(row))], now).counts[scope]
-    if in_scope:
-        # still listed by this scope: the pass skipped it because data shifted between pages
-        mark_seen(conn, run_id, scope, [gid])
-    else:
-        unlink(conn, scope, gid)
-    return PageCounts(updated=upserted.updated)
+    """Write what Asana said about a batch of `scope`'s candidates (gid, and the entry or
+    None for a 404); returns what that changed."""
+    gone = [gid for gid, entry in answers if entry is None]
+    deleted = mark_deleted(conn, gone, now)
+    if gone:
+        log.debug("scope %s: %d entries deleted in Asana", scope, deleted)
+    rows: list[tuple[Scope, RowValues]] = []
+    rejections: list[Rejection] = []
+    seen: list[str] = []  # still listed by this scope: the pass skipped them as data shifted
+    moved: list[str] = []
+    for gid, entry in answers:
+        if entry is None:
+            continue
+        # the listing does not carry `task`: store what a listing would, so that the next
+        # listing does not see a difference
+        listed = {k: v for k, v in entry.items() if k != "task"}
+        try:
+            row = to_row(listed)
+        except RecordRejected as exc:
+            rejections.append(Rejection(entry_gid(listed), str(exc), rejected_payload(listed)))
+            seen.append(gid)
+            continue
+        rows.append((scope, row_values(row)))
+        (seen if still_in_scope(scope, entry) else moved).append(gid)
+    updated = upsert_entries(conn, rows, now).counts.get(scope, UpsertCounts()).updated
+    insert_rejected(conn, run_id, scope, rejections, now)
+    mark_seen(conn, run_id, scope, seen)
+    unlink(conn, scope, moved)
+    return PageCounts(deleted=deleted, updated=updated, rejected=len(rejections))

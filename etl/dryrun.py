@@ -1,9 +1,10 @@
 """`asana-etl sync --dry-run`: read Asana, say what a sync would change, write nothing.
 
 No lock, no migrations, no run row; SQLite is opened read-only, so the file stays
-byte-identical. Scopes are read one after another. Memory holds the gids one scope's
-listing shows and those of the entries that would change; a dry run is a look before a
-sync, not a nightly job.
+byte-identical. Each scope is read in the window a sync would read it in (all days, or
+with `--recent` its last days unless a full read is due), asked of Asana as a sync asks
+it, one scope after another. Memory holds the gids one scope's listing shows and those
+of the entries that would change; a dry run is a look before a sync, not a nightly job.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from etl import db
+from etl import db, plan, runs
 from etl.asana import AsanaClient, Sleep
 from etl.config import DateWindow, Scope, Settings
 from etl.errors import AsanaError, AuthError, ConfigError, DatabaseError
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class DryRunResult:
     scopes: int = 0
+    windowed: int = 0  # scopes read in a window of days, not in full
     failed: list[tuple[Scope, str]] = field(default_factory=list)
     entries: int = 0
     insert: int = 0
@@ -42,9 +44,11 @@ class DryRunResult:
     seconds: float = 0.0
 
     def summary(self) -> str:
-        failed = f" ({len(self.failed)} failed)" if self.failed else ""
+        notes = [f"{self.windowed} in a window of days"] if self.windowed else []
+        notes += [f"{len(self.failed)} failed"] if self.failed else []
+        details = f" ({', '.join(notes)})" if notes else ""
         return (
-            f"dry run: {self.scopes} scopes{failed}, {self.entries} entries seen; a sync would "
+            f"dry run: {self.scopes} scopes{details}, {self.entries} entries seen; a sync would "
             f"insert {self.insert}, update {self.update}, leave {self.unchanged} unchanged, "
             f"mark {self.delete} deleted, unlink {self.unlink} from a scope, reject "
             f"{self.rejected}; nothing was written ({self.seconds:.1f} s)"
@@ -55,16 +59,31 @@ def run_dry_run(
     settings: Settings,
     *,
     scopes: Sequence[Scope] | None = None,
-    window: DateWindow = DateWindow(),
+    window: DateWindow | None = None,
+    recent_days: int | None = None,
     sleep: Sleep = time.sleep,
 ) -> DryRunResult:
+    """What a sync (`window` None) or a backfill of `window` would change, read from
+    Asana as that run would read it; nothing is written."""
     token = settings.require_token()
     scopes = list(dict.fromkeys(scopes if scopes is not None else settings.scopes))
     if not scopes:
         raise ConfigError(f"no scopes to read: add some under [scopes] in {settings.source}")
+    recent = settings.sync.recent_days if recent_days is None else recent_days
     started = time.monotonic()
     engine = _open_read_only(settings.database_url)
-    result = DryRunResult(scopes=len(scopes))
+    if window is not None:
+        windows = {scope: window for scope in scopes}
+    else:
+        last_full = {}
+        if engine is not None and recent > 0:
+            with engine.connect() as conn:
+                last_full = runs.last_full_reads(conn)
+        windows = plan.scope_windows(scopes, recent_days=recent,
+                                     full_every_days=settings.sync.full_every_days,
+                                     last_full=last_full, today=runs.utcnow().date())
+    result = DryRunResult(scopes=len(scopes),
+                          windowed=sum(w != DateWindow() for w in windows.values()))
     # versions this dry run has already counted as inserted or updated, by gid
     counted: dict[str, str] = {}
     try:
@@ -74,7 +93,7 @@ def run_dry_run(
             try:
                 for scope in scopes:
                     try:
-                        _scope(client, conn, scope, window, settings, result, counted)
+                        _scope(client, conn, scope, windows[scope], settings, result, counted)
                     except AuthError:
                         raise
                     except AsanaError as exc:
@@ -93,7 +112,7 @@ def run_dry_run(
 def _scope(client, conn, scope, window, settings, result, counted) -> None:
     seen: set[str] = set()
     for page in iter_time_entry_pages(client, scope, settings.asana.page_size,
-                                      MAX_LISTING_RESTARTS):
+                                      MAX_LISTING_RESTARTS, window=window):
         rows = []
         for raw in page.data:
             try:
@@ -105,7 +124,7 @@ def _scope(client, conn, scope, window, settings, result, counted) -> None:
                 if isinstance(gid, str):
                     seen.add(gid)
                 continue
-            if row["entered_on"] in window:  # as a backfill --since/--until would
+            if row["entered_on"] in window:  # as the sync or backfill would
                 result.entries += 1
                 rows.append(row)
                 seen.add(row["gid"])

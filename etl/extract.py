@@ -5,12 +5,16 @@ No database and no flattening here.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
-from etl.asana import AsanaClient, CallStats, Page
-from etl.config import Scope, ScopeKind
+from etl.asana import AsanaClient, CallStats, Page, Pagination
+from etl.config import DateWindow, Scope, ScopeKind
+from etl.plan import query_dates
 from etl.errors import AsanaError, AuthError, OffsetExpiredError, RequestRejectedError
 
 log = logging.getLogger(__name__)
@@ -40,34 +44,102 @@ ENTRIES_PATH = "/time_tracking_entries"
 WORKSPACE_START_DATE = "1900-01-01"
 
 
-def scope_params(scope: Scope) -> dict[str, str]:
-    """The query parameters that make a listing of `scope`."""
+def listing_params(scope: Scope, start: dt.date | None = None,
+                   end: dt.date | None = None) -> dict[str, str]:
+    """The query parameters that make a listing of `scope`, between these dates (as the
+    server reads its bounds: see `plan.query_dates`)."""
     params = {FILTER_PARAM[scope.kind]: scope.gid}
-    if scope.kind == "workspace":
+    if start is not None:
+        params["entered_on_start_date"] = start.isoformat()
+    if end is not None:
+        params["entered_on_end_date"] = end.isoformat()
+    if scope.kind == "workspace" and start is None and end is None:
         params["entered_on_start_date"] = WORKSPACE_START_DATE
     return params
 
 
-def preflight(client: AsanaClient, scope: Scope) -> None:
+def scope_params(scope: Scope) -> dict[str, str]:
+    """The query parameters that make a listing of the whole of `scope`."""
+    return listing_params(scope)
+
+
+def pagination(scope: Scope, window: DateWindow, page_size: int, inclusive: bool) -> Pagination:
+    """A listing of `scope` that holds at least the days of `window`."""
+    params = {**listing_params(scope, *query_dates(window, inclusive)), "opt_fields": OPT_FIELDS}
+    return Pagination(ENTRIES_PATH, params, page_size)
+
+
+@dataclass(frozen=True)
+class Preflight:
+    """What the preflight learnt: how long a request takes, and the day of an entry of
+    the scope (None: it has none, or the request failed)."""
+
+    latency: float
+    day: dt.date | None = None
+
+
+def preflight(client: AsanaClient, scope: Scope) -> Preflight:
     """One `limit=1` request, so that a refused token or plan stops a run before it
     writes anything.
 
     Raises:
         AuthError: 401 or 402. Any other failure is left for the scope's own listing.
     """
+    started = time.monotonic()
     try:
-        client.get(ENTRIES_PATH, {**scope_params(scope), "limit": 1, "opt_fields": "gid"})
+        body = client.get(ENTRIES_PATH, {**scope_params(scope), "limit": 1,
+                                         "opt_fields": "entered_on"})
     except AuthError:
         raise
     except AsanaError as exc:
         log.debug("preflight on scope %s: %s (left to the listing)", scope, exc.message)
+        return Preflight(time.monotonic() - started)
+    return Preflight(time.monotonic() - started, _first_day(body))
+
+
+def bounds_inclusive(client: AsanaClient, scope: Scope, day: dt.date) -> bool:
+    """Whether Asana reads the date bounds of a listing as inclusive, asked with the day
+    of an entry of `scope`: a listing from that day to that day.
+
+    Only an inclusive reading of both bounds returns that day's entries (an exclusive
+    one, at either end, returns nothing; a server that ignored the dates would return
+    entries of other days too). False means not proved: a listing then asks for a day
+    more at each end, which loses nothing under either reading.
+    """
+    try:
+        body = client.get(ENTRIES_PATH, {**listing_params(scope, day, day), "limit": PROBE_LIMIT,
+                                         "opt_fields": "entered_on"})
+    except AsanaError as exc:
+        log.debug("bounds probe on scope %s: %s", scope, exc.message)
+        return False
+    data = body.get("data")
+    days = {e.get("entered_on") for e in data if isinstance(e, dict)} if isinstance(data, list) else set()
+    inclusive = days == {day.isoformat()}
+    log.debug("Asana reads date bounds as %s", "inclusive" if inclusive else "not proved inclusive",
+              extra={"event": "bounds_probe", "fields": {"inclusive": inclusive}})
+    return inclusive
+
+
+#: Entries the bounds probe asks for: enough to see other days if the dates are ignored.
+PROBE_LIMIT = 10
+
+
+def _first_day(body: dict[str, Any]) -> dt.date | None:
+    data = body.get("data")
+    if isinstance(data, list) and data and isinstance(data[0], dict):
+        try:
+            return dt.date.fromisoformat(data[0].get("entered_on"))
+        except (TypeError, ValueError):
+            return None
+    return None
 
 
 def iter_time_entry_pages(
     client: AsanaClient, scope: Scope, page_size: int, max_restarts: int = 3,
-    stats: CallStats | None = None,
+    stats: CallStats | None = None, window: DateWindow = DateWindow(),
 ) -> Iterator[Page]:
-    """Yield the pages of one scope's listing as they arrive (constant memory).
+    """Yield the pages of one listing of `scope` that holds the days of `window`, as they
+    arrive (constant memory); the caller keeps the entries in the window.
 
     An expired offset restarts the listing from its first page (pages already yielded
     come again; loading them twice is harmless), at most `max_restarts` times.
@@ -76,19 +148,23 @@ def iter_time_entry_pages(
     Raises:
         OffsetExpiredError: the offset expired more than `max_restarts` times.
     """
-    params = {**scope_params(scope), "opt_fields": OPT_FIELDS}
     for restart in range(max_restarts + 1):
+        pages = pagination(scope, window, page_size, inclusive=False)
         try:
-            for page in client.paginate(ENTRIES_PATH, params, page_size, stats):
+            while not pages.done:
+                page = client.next_page(pages, stats)
                 page.restart = restart
                 yield page
             return
         except OffsetExpiredError as exc:
             if restart == max_restarts:
-                raise OffsetExpiredError(
-                    f"{exc.message} (listing restarted {max_restarts} times)", 400
-                ) from None
+                raise expired(exc, max_restarts) from None
             log.warning("scope %s: offset expired, restarting the listing: %s", scope, exc.message)
+
+
+def expired(exc: OffsetExpiredError, restarts: int) -> OffsetExpiredError:
+    """The error a listing fails with once its offsets kept expiring."""
+    return OffsetExpiredError(f"{exc.message} (listing restarted {restarts} times)", 400)
 
 
 def fetch_entry(

@@ -4,12 +4,27 @@ At Asana's speed a sync waits on the network; against a fast server it is bound 
 and reading (HTTP, JSON, flattening) costs about as much as writing. In one process the
 GIL makes the two take turns on one core. So a run forks a fetcher process that owns
 the Asana client (its connection pool, rate limiter and retry policy) and `[asana]
-concurrency` worker threads. It lists scopes and confirms deletion candidates as the run
-orders, flattens every page into row values, and sends them (pickled, several at a time)
-through a bounded outbox and a pipe to the run's process, which only writes. A loader
-that falls behind fills the outbox and then blocks the workers, so memory stays flat.
+concurrency` worker threads. It reads listings and confirms deletion candidates as the
+run orders, flattens every page into row values, and sends them (pickled, several at a
+time) through a bounded outbox and a pipe to the run's process, which only writes. A
+loader that falls behind fills the outbox and then blocks the workers, so memory stays
+flat.
 
-Orders go one way (`list`, `confirm`), messages the other (`PageRows`, `ListingDone`,
+Requests, not listings, are what the workers take in turn: each worker, once the rate
+limiter lets it send, sends the next request of the listing that looks largest (its
+planned or estimated pages still to read), so that the longest listings run at full
+sequential speed and none ends alone at the end of the run; listings not yet begun and
+of unknown size go first (their first page is how their size is learnt), deletion
+confirmations last (they are single requests, the best filler there is). A listing
+whose offset has waited long goes before all, so that it does not expire.
+
+A listing whose first page says more follow is split into date windows while fewer
+listings are in flight than the budget can feed (`plan.feedable`): that page is
+dropped, and its windows read it again. A scope is listed when all its listings are;
+the first that fails fails the scope and cancels the others, and an expired offset
+restarts only its own listing.
+
+Orders go one way (`list`, `confirm`), messages the other (`PageRows`, `ScopeListed`,
 `Confirmed`, `ConfirmDone`); the fetcher's log records travel as messages too and are
 logged by the run's process, with its handlers. Every message carries the client's
 counters so far.
@@ -27,45 +42,53 @@ import copy
 import ctypes
 import ctypes.util
 import dataclasses
+import datetime as dt
+import itertools
 import logging
 import multiprocessing
 import os
 import pickle
 import queue
 import signal
+import statistics
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from etl import logcontext
-from etl.asana import AsanaClient, CallStats, Sleep
+from etl import logcontext, plan
+from etl.asana import AsanaClient, CallStats, Pagination, Sleep
 from etl.config import AsanaSettings, DateWindow, Scope, Secret
-from etl.errors import AsanaError
-from etl.extract import fetch_entry, iter_time_entry_pages, preflight
+from etl.errors import AsanaError, OffsetExpiredError
+from etl.extract import Preflight, bounds_inclusive, expired, fetch_entry, pagination, preflight
 from etl.load import Rejection
+from etl.plan import Listing
 from etl.transform import RecordRejected, RowValues, entry_gid, rejected_payload, row_values, to_row
 
 log = logging.getLogger(__name__)
 
-#: How often one scope's listing may restart after an expired offset before it fails.
+#: How often one listing may restart after an expired offset before its scope fails.
 MAX_LISTING_RESTARTS = 3
 #: Messages (pages, mostly) the fetcher may hold for the loader: two batches' worth, so
 #: that fetching goes on while the loader writes a batch, and memory stays bounded.
 OUTBOX_MESSAGES = 100
 #: Bytes of messages the fetcher sends at a time, at most (unless one is larger).
 POST_BYTES = 1 << 20
+#: Seconds a listing's offset may wait for its turn before it goes first: Asana's offsets
+#: expire (after about 15 minutes on other endpoints), and restarting costs every page.
+OFFSET_PATIENCE = 300.0
+#: Request latencies the feed estimate looks at (the median of the latest).
+LATENCY_SAMPLES = 32
 
 
 # --- messages (fetcher → run) ----------------------------------------------------------
 
 @dataclass
 class PageRows:
-    """One page of a scope's listing, flattened: the rows in the run's window, the records
-    that failed validation, and the gids of those (seen all the same)."""
+    """One page of a listing, flattened: the rows the listing owns, the records that
+    failed validation, and the gids of those (seen all the same)."""
 
     scope: Scope
     number: int
@@ -87,8 +110,13 @@ class _Done:
     stats: CallStats = field(default_factory=CallStats)
 
 
-class ListingDone(_Done):
-    """A scope's listing ended."""
+@dataclass
+class ScopeListed(_Done):
+    """Every listing of a scope ended (or the first to fail stopped them): `listings`
+    windows read to the end, `restarts` after expired offsets, over all of them."""
+
+    listings: int = 0
+    restarts: int = 0
 
 
 @dataclass
@@ -108,6 +136,7 @@ class ConfirmDone(_Done):
 @dataclass
 class _Preflighted:
     error: BaseException | None = None
+    result: Preflight | None = None
     stats: CallStats = field(default_factory=CallStats)
 
 
@@ -126,16 +155,17 @@ class Fetcher:
     """The run's handle on its fetcher process: orders out, messages in.
 
     Use as a context manager: entering starts the process, leaving stops it (at once:
-    it holds nothing that needs saving).
+    it holds nothing that needs saving). `today` is the run's UTC date, for the windows
+    of listings split on their first page.
     """
 
-    def __init__(self, settings: AsanaSettings, token: Secret, *, window: DateWindow = DateWindow(),
-                 page_size: int | None = None, sleep: Sleep = time.sleep) -> None:
+    def __init__(self, settings: AsanaSettings, token: Secret, *, page_size: int | None = None,
+                 sleep: Sleep = time.sleep, today: dt.date | None = None) -> None:
         self.settings = settings
         self.token = token
-        self.window = window
         self.page_size = page_size or settings.page_size
         self.sleep = sleep
+        self.today = today or dt.datetime.now(dt.UTC).date()
         #: the client's counters, as of the last message
         self.stats = CallStats()
         self._process: multiprocessing.process.BaseProcess | None = None
@@ -154,7 +184,7 @@ class Fetcher:
         context = multiprocessing.get_context("fork")
         orders_in, orders_out = context.Pipe(duplex=False)
         messages_in, messages_out = context.Pipe(duplex=False)
-        worker = _Worker(self.settings, self.token, self.window, self.page_size, self.sleep)
+        worker = _Worker(self.settings, self.token, self.page_size, self.sleep, self.today)
         self._process = context.Process(
             target=worker.serve, args=(orders_in, messages_out, orders_out, messages_in,
                                        os.getpid()),
@@ -179,9 +209,12 @@ class Fetcher:
         self._messages.close()
         self._process = None
 
-    def preflight(self, scope: Scope) -> None:
+    def preflight(self, scope: Scope) -> Preflight:
         """One `limit=1` request, so that a refused token or plan stops the run before it
-        writes anything.
+        writes anything. When requests are slow enough for listings to be split
+        (`plan.MIN_SPLIT_LATENCY`), the fetcher then asks, while the run goes on, how
+        Asana reads date bounds (`extract.bounds_inclusive`): windows that begin after
+        the answer are asked for exactly.
 
         Raises:
             AuthError: 401 or 402. Any other failure is left for the scope's own listing.
@@ -192,11 +225,13 @@ class Fetcher:
             if isinstance(message, _Preflighted):
                 if message.error is not None:
                     raise message.error
-                return
+                return message.result
 
-    def list(self, scope: Scope) -> None:
-        """List `scope` in full: `PageRows` messages, then `ListingDone`."""
-        self._order(("list", scope))
+    def list(self, listings: Sequence[Listing]) -> None:
+        """Read these listings (the windows of each scope's partition what the run reads
+        of it), all in one order so that the largest go first: `PageRows` messages, then
+        one `ScopeListed` a scope."""
+        self._order(("list", list(listings)))
 
     def confirm(self, scope: Scope, gids: list[str]) -> None:
         """Ask Asana about each of these deletion candidates: `Confirmed` messages, then
@@ -236,19 +271,80 @@ class Fetcher:
 
 # --- the fetcher's side ----------------------------------------------------------------
 
+_sequence = itertools.count()
+
+
+@dataclass(eq=False)
+class _Listing:
+    """One listing in the fetcher: its window, what is known of its size, where it is."""
+
+    scope: Scope
+    window: DateWindow
+    estimate: float | None  # pages, planned or estimated from the first page
+    seq: int = field(default_factory=lambda: next(_sequence))
+    pages: Pagination | None = None  # None: the next request is its first
+    restarts: int = 0
+    waiting_since: float = 0.0  # when its offset came (monotonic)
+
+    def read(self) -> int:
+        return 0 if self.pages is None else self.pages.number
+
+    def priority(self) -> tuple[int, float, int]:
+        """Smaller goes first: unknown listings not begun, then the most pages still to
+        read (planned or estimated; an unknown one as if very large, so that unknown
+        ones share the budget evenly), in the order they came."""
+        read = self.read()
+        if self.estimate is None:
+            return (0, 0.0, self.seq) if read == 0 else (1, read - UNKNOWN_PAGES, self.seq)
+        return (1, -max(self.estimate - read, 1 + read / 4), self.seq)
+
+
+#: The size an unknown listing counts as (pages), once begun.
+UNKNOWN_PAGES = 1e6
+
+
+@dataclass(eq=False)
+class _ScopeTasks:
+    """The listings of one scope: how many are still open, how many ended in full."""
+
+    scope: Scope
+    open: int = 0
+    listed: int = 0
+    restarts: int = 0
+    error: BaseException | None = None
+    stats: CallStats = field(default_factory=CallStats)
+
+
+@dataclass(eq=False)
+class _Confirms:
+    """One `confirm` order: candidates still to answer, and the first error."""
+
+    scope: Scope
+    left: int
+    error: BaseException | None = None
+
+
 class _Worker:
     """What runs in the fetcher process."""
 
-    def __init__(self, settings: AsanaSettings, token: Secret, window: DateWindow,
-                 page_size: int, sleep: Sleep) -> None:
+    def __init__(self, settings: AsanaSettings, token: Secret, page_size: int, sleep: Sleep,
+                 today: dt.date) -> None:
         self.settings = settings
         self.token = token
-        self.window = window
         self.page_size = page_size
         self.sleep = sleep
-        self.scope_stats: dict[Scope, CallStats] = {}
+        self.today = today
+        self.scopes: dict[Scope, _ScopeTasks] = {}
+        self.inclusive = False  # proved by the preflight's probe: windows asked exactly
+        self.splits = True  # off if the server turns out to ignore the date bounds
         self._send_lock = threading.Lock()
         self._outbox: queue.Queue[Any] = queue.Queue(maxsize=OUTBOX_MESSAGES)
+        self._cond = threading.Condition()
+        self._ready: list[_Listing] = []
+        self._confirms: collections.deque[tuple[_Confirms, str]] = collections.deque()
+        self._claimed = 0  # workers waiting for a token, each owed a task
+        self._open = 0  # listings begun or ready, not ended: what the budget feeds
+        self._latencies: collections.deque[float] = collections.deque(maxlen=LATENCY_SAMPLES)
 
     def serve(self, orders: Connection, messages: Connection, parent_orders: Connection,
               parent_messages: Connection, parent_pid: int) -> None:
@@ -262,11 +358,8 @@ class _Worker:
         _forward_logs(self._send_raw)
         threading.Thread(target=_exit_with, args=(parent_pid,), daemon=True).start()
         self.client = AsanaClient(self.settings, self.token, sleep=self.sleep)
-        pool = ThreadPoolExecutor(max_workers=self.settings.concurrency,
-                                  thread_name_prefix="asana")
-        tasks: dict[str, Callable[..., None]] = {
-            "preflight": self._preflight, "list": self._list, "confirm": self._confirm,
-        }
+        for n in range(self.settings.concurrency):
+            threading.Thread(target=self._work, name=f"asana-{n}", daemon=True).start()
         while True:
             try:
                 order = orders.recv()
@@ -274,9 +367,205 @@ class _Worker:
                 order = None
             if order is None:
                 break
-            pool.submit(tasks[order[0]], *order[1:])
+            kind, *args = order
+            if kind == "preflight":
+                threading.Thread(target=self._preflight, args=args, daemon=True).start()
+            elif kind == "list":
+                self._add_listings(*args)
+            else:
+                self._add_confirms(*args)
         # asked to stop, or the run is gone: nothing here needs finishing
         os._exit(0)
+
+    # --- the orders ----------------------------------------------------------------
+
+    def _preflight(self, scope: Scope) -> None:
+        try:
+            result = preflight(self.client, scope)
+        except BaseException as exc:
+            self._send(_Preflighted(_portable(exc)))
+            return
+        self._latencies.append(result.latency)
+        self._send(_Preflighted(result=result))
+        if result.day is not None and result.latency >= plan.MIN_SPLIT_LATENCY:
+            with logcontext.scope_context(scope):
+                self.inclusive = bounds_inclusive(self.client, scope, result.day)
+
+    def _add_listings(self, listings: list[Listing]) -> None:
+        windows = collections.Counter(x.scope for x in listings)
+        for scope, count in windows.items():
+            self.scopes[scope] = _ScopeTasks(scope, open=count)
+            with logcontext.scope_context(scope):
+                log.info("scope %s: listing%s", scope, f" in {count} windows" if count > 1 else "")
+        with self._cond:
+            self._open += len(listings)
+            self._ready.extend(_Listing(x.scope, x.window, x.pages) for x in listings)
+            self._cond.notify(len(listings))
+
+    def _add_confirms(self, scope: Scope, gids: list[str]) -> None:
+        order = _Confirms(scope, len(gids))
+        with self._cond:
+            self._confirms.extend((order, gid) for gid in gids)
+            self._cond.notify(len(gids))
+
+    # --- the workers ---------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            task = self._take()
+            if isinstance(task, _Listing):
+                with logcontext.scope_context(task.scope):
+                    self._read(task)
+            elif task is not None:
+                order, gid = task
+                with logcontext.scope_context(order.scope):
+                    self._confirm(order, gid)
+
+    def _take(self) -> _Listing | tuple[_Confirms, str] | None:
+        """The best task once the rate limiter lets this worker send (None if there is
+        none left by then: the token then serves this worker's next request)."""
+        with self._cond:
+            while len(self._ready) + len(self._confirms) <= self._claimed:
+                self._cond.wait()
+            self._claimed += 1
+        self.client.limiter.reserve()
+        with self._cond:
+            self._claimed -= 1
+            if self._ready:
+                now = time.monotonic()
+                stale = [x for x in self._ready if x.pages is not None
+                         and now - x.waiting_since > OFFSET_PATIENCE]
+                best = min(stale, key=lambda x: x.waiting_since) if stale else min(
+                    self._ready, key=_Listing.priority)
+                self._ready.remove(best)
+                return best
+            if self._confirms:
+                return self._confirms.popleft()
+            return None
+
+    def _put(self, listing: _Listing) -> None:
+        listing.waiting_since = time.monotonic()
+        with self._cond:
+            self._ready.append(listing)
+            self._cond.notify()
+
+    def _read(self, listing: _Listing) -> None:
+        tasks = self.scopes[listing.scope]
+        if tasks.error is not None:  # another listing of the scope failed
+            self._end(listing, tasks, listed=False)
+            return
+        if listing.pages is None:
+            listing.pages = pagination(listing.scope, listing.window, self.page_size,
+                                       self.inclusive)
+        started = time.monotonic()
+        try:
+            page = self.client.next_page(listing.pages, tasks.stats)
+        except OffsetExpiredError as exc:
+            if listing.restarts == MAX_LISTING_RESTARTS:
+                self._fail(listing, tasks, expired(exc, MAX_LISTING_RESTARTS))
+                return
+            log.warning("scope %s: offset expired, restarting the listing of %s: %s",
+                        listing.scope, _days(listing.window), exc.message)
+            listing.restarts += 1
+            tasks.restarts += 1
+            listing.pages = None
+            self._put(listing)
+            return
+        except BaseException as exc:  # reported to the run, which decides
+            self._fail(listing, tasks, _portable(exc))
+            return
+        self._latencies.append(time.monotonic() - started)
+        if page.number == 1 and not listing.pages.done and self._split(listing, page.data):
+            return
+        self._send(self._flatten(listing, page.data, page.number))
+        log.debug("scope %s: page %d, %d entries", listing.scope, page.number, len(page.data))
+        if listing.pages.done:
+            self._end(listing, tasks, listed=True)
+        else:
+            self._put(listing)
+
+    def _split(self, listing: _Listing, data: list[Any]) -> bool:
+        """Split a listing whose first page says more follow, while fewer listings are
+        open than the budget can feed; True if it was (its page is dropped then)."""
+        if not self.splits:
+            return False
+        days = _entry_days(data)
+        if not days:
+            return False
+        in_order = plan.in_order_made([raw.get("gid", "") for raw in data if isinstance(raw, dict)
+                                       and isinstance(raw.get("gid"), str)])
+        estimate = plan.estimate_pages(listing.window, days, in_order, self.today)
+        if listing.estimate is None:
+            listing.estimate = estimate
+        feed = plan.feedable(self.settings.requests_per_minute / 60.0,
+                             statistics.median(list(self._latencies)), self.settings.concurrency)
+        with self._cond:
+            idle = feed - self._open
+        if idle <= 0:
+            return False
+        if estimate is None:
+            parts = 2  # halves, again and again while the budget is not fed
+        else:  # sized: pieces of about the run's share, enough to feed the budget
+            parts = min(2 * (idle + 1), int(estimate // plan.MIN_PIECE_PAGES))
+        windows = plan.split(listing.window, days, in_order, parts, self.today) if parts >= 2 else []
+        if len(windows) < 2:
+            return False
+        share = None if listing.estimate is None else listing.estimate / len(windows)
+        children = [_Listing(listing.scope, w, share) for w in windows]
+        tasks = self.scopes[listing.scope]
+        with self._cond:
+            tasks.open += len(children) - 1
+            self._open += len(children) - 1
+            self._ready.extend(children)
+            self._cond.notify(len(children))
+        log.info("scope %s: %s split into %d windows (%s)", listing.scope, _days(listing.window),
+                 len(children), "about %.0f pages" % estimate if estimate else "size unknown",
+                 extra={"event": "listing_split",
+                        "fields": {"windows": [_days(w) for w in windows],
+                                   "estimated_pages": estimate}})
+        return True
+
+    def _end(self, listing: _Listing, tasks: _ScopeTasks, *, listed: bool) -> None:
+        with self._cond:
+            self._open -= 1
+            tasks.open -= 1
+            tasks.listed += listed
+            last = tasks.open == 0
+        if last:
+            self._scope_listed(tasks)
+
+    def _fail(self, listing: _Listing, tasks: _ScopeTasks, error: BaseException) -> None:
+        """A listing failed: so does its scope; its other listings end unread."""
+        with self._cond:
+            first = tasks.error is None
+            tasks.error = tasks.error or error
+            cancelled = [x for x in self._ready if x.scope == listing.scope]
+            for x in cancelled:
+                self._ready.remove(x)
+        for x in cancelled:
+            self._end(x, tasks, listed=False)
+        self._end(listing, tasks, listed=False)
+        if first:
+            log.debug("scope %s: the listing of %s failed", listing.scope, _days(listing.window))
+
+    def _scope_listed(self, tasks: _ScopeTasks) -> None:
+        self._send(ScopeListed(tasks.scope, tasks.error, dataclasses.replace(tasks.stats),
+                               listings=tasks.listed, restarts=tasks.restarts))
+
+    def _confirm(self, order: _Confirms, gid: str) -> None:
+        tasks = self.scopes[order.scope]  # listed before its candidates come
+        if order.error is None:
+            try:
+                self._send(Confirmed(order.scope, gid, fetch_entry(self.client, gid, tasks.stats)))
+            except BaseException as exc:
+                order.error = order.error or _portable(exc)
+        with self._cond:
+            order.left -= 1
+            last = order.left == 0
+        if last:
+            self._send(ConfirmDone(order.scope, order.error, dataclasses.replace(tasks.stats)))
+
+    # --- messages ------------------------------------------------------------------
 
     def _send(self, message: Any) -> None:
         with self._send_lock:  # the counters of successive messages never go back
@@ -305,36 +594,11 @@ class _Worker:
             except (OSError, EOFError):
                 os._exit(0)  # the run is gone
 
-    def _stats(self, scope: Scope) -> CallStats:
-        return self.scope_stats.setdefault(scope, CallStats())
-
-    def _preflight(self, scope: Scope) -> None:
-        try:
-            preflight(self.client, scope)
-        except BaseException as exc:
-            self._send(_Preflighted(_portable(exc)))
-            return
-        self._send(_Preflighted())
-
-    def _list(self, scope: Scope) -> None:
-        with logcontext.scope_context(scope):
-            try:
-                log.info("scope %s: listing", scope)
-                pages = iter_time_entry_pages(self.client, scope, self.page_size,
-                                              MAX_LISTING_RESTARTS, self._stats(scope))
-                for page in pages:
-                    self._send(self._flatten(scope, page.data, page.number, page.restart))
-                    log.debug("scope %s: page %d, %d entries", scope, page.number, len(page.data))
-                error = None
-            except BaseException as exc:  # reported to the run, which decides
-                error = _portable(exc)
-            self._send(ListingDone(scope, error, dataclasses.replace(self._stats(scope))))
-
-    def _flatten(self, scope: Scope, data: list[Any], number: int, restart: int) -> PageRows:
+    def _flatten(self, listing: _Listing, data: list[Any], number: int) -> PageRows:
         rows: list[RowValues] = []
         rejections: list[Rejection] = []
         rejected: list[str] = []
-        window = self.window
+        scope, window = listing.scope, listing.window
         for raw in data:
             try:
                 row = to_row(raw)
@@ -345,20 +609,38 @@ class _Worker:
                 if gid:  # seen all the same: it must not look deleted
                     rejected.append(gid)
                 continue
-            if row["entered_on"] in window:  # else backfill --since/--until: not this run's
+            day = row["entered_on"]
+            if day in window:  # else another listing's, or outside the run's window
                 rows.append(row_values(row))
-        return PageRows(scope, number, restart, rows, rejections, rejected)
+            elif self.splits and day not in plan.widened(window):
+                self._bounds_ignored(listing, day)
+        return PageRows(scope, number, listing.restarts, rows, rejections, rejected)
 
-    def _confirm(self, scope: Scope, gids: list[str]) -> None:
-        with logcontext.scope_context(scope):
-            try:
-                for gid in gids:
-                    self._send(Confirmed(scope, gid, fetch_entry(self.client, gid,
-                                                                 self._stats(scope))))
-                error = None
-            except BaseException as exc:
-                error = _portable(exc)
-            self._send(ConfirmDone(scope, error, dataclasses.replace(self._stats(scope))))
+    def _bounds_ignored(self, listing: _Listing, day: dt.date) -> None:
+        """An entry outside the dates asked for: this server ignores them, so split
+        listings would each read everything; split no more."""
+        self.splits = False
+        log.warning("scope %s: Asana returned an entry of %s to a listing of %s: it seems to "
+                    "ignore the date bounds, so no listing is split any further", listing.scope,
+                    day, _days(listing.window))
+
+
+def _entry_days(data: list[Any]) -> list[dt.date]:
+    """The `entered_on` days of a page's entries, in page order (invalid ones left out)."""
+    days = []
+    for raw in data:
+        value = raw.get("entered_on") if isinstance(raw, dict) else None
+        if isinstance(value, str) and len(value) == 10:
+            with contextlib.suppress(ValueError):
+                days.append(dt.date.fromisoformat(value))
+    return days
+
+
+def _days(window: DateWindow) -> str:
+    """'2026-01-01..2026-03-31', '..2026-03-31', '2026-01-01..' or 'all days'."""
+    if window.since is None and window.until is None:
+        return "all days"
+    return f"{window.since or ''}..{window.until or ''}"
 
 
 def _portable(exc: BaseException) -> BaseException:

@@ -192,6 +192,29 @@ def linked_live_gids(conn: sa.Connection, scope: Scope, window: DateWindow) -> l
     return list(conn.execute(query).scalars())
 
 
+def entries_by_day(conn: sa.Connection, scope: Scope,
+                   window: DateWindow) -> list[tuple[dt.date, int]]:
+    """How many live entries linked to `scope` the table holds on each `entered_on` day
+    of `window`: what the run plan sizes listings by."""
+    day = entries.c.entered_on
+    query = (
+        sa.select(day, sa.func.count())
+        .join(links, links.c.entry_gid == entries.c.gid)
+        .where(links.c.scope_type == scope.kind, links.c.scope_gid == scope.gid,
+               entries.c.deleted_at.is_(None))
+        .group_by(day)
+    )
+    if window.since is not None:
+        query = query.where(day >= window.since)
+    if window.until is not None:
+        query = query.where(day <= window.until)
+    return [(_as_date(d), n) for d, n in conn.execute(query)]
+
+
+def _as_date(value: Any) -> dt.date:
+    return dt.date.fromisoformat(value) if isinstance(value, str) else value
+
+
 def _upsert_by_copy(conn: sa.Connection, values: list[tuple[Any, ...]]) -> None:
     """PostgreSQL: COPY the batch into a temporary table, then one INSERT ... SELECT ...
     ON CONFLICT: several times faster than row-by-row statements for large batches."""
@@ -415,24 +438,28 @@ def deletion_candidates(
     return list(conn.execute(query).scalars())
 
 
-def mark_deleted(conn: sa.Connection, gid: str, now: dt.datetime) -> bool:
-    """Asana confirmed the entry is gone: stamp `deleted_at` (the row stays)."""
-    result = conn.execute(
-        sa.update(entries)
-        .where(entries.c.gid == gid, entries.c.deleted_at.is_(None))
-        .values(deleted_at=now)
-    )
-    return result.rowcount == 1
+def mark_deleted(conn: sa.Connection, gids: Sequence[str], now: dt.datetime) -> int:
+    """Asana confirmed these entries are gone: stamp `deleted_at` (the rows stay).
+    Returns how many were live until now."""
+    marked = 0
+    for chunk in _chunks(list(gids), IN_CHUNK):
+        marked += conn.execute(
+            sa.update(entries)
+            .where(entries.c.gid.in_(chunk), entries.c.deleted_at.is_(None))
+            .values(deleted_at=now)
+        ).rowcount
+    return marked
 
 
-def unlink(conn: sa.Connection, scope: Scope, gid: str) -> None:
-    """The entry left this scope's listing (moved to another project, say)."""
-    conn.execute(
-        sa.delete(links).where(
-            links.c.scope_type == scope.kind, links.c.scope_gid == scope.gid,
-            links.c.entry_gid == gid,
+def unlink(conn: sa.Connection, scope: Scope, gids: Sequence[str]) -> None:
+    """These entries left this scope's listing (moved to another project, say)."""
+    for chunk in _chunks(list(gids), IN_CHUNK):
+        conn.execute(
+            sa.delete(links).where(
+                links.c.scope_type == scope.kind, links.c.scope_gid == scope.gid,
+                links.c.entry_gid.in_(chunk),
+            )
         )
-    )
 
 
 def forget_seen(conn: sa.Connection, run_id: int | None = None, scope: Scope | None = None) -> None:

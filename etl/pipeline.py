@@ -6,13 +6,18 @@ The order of a run:
    request; else exit 3, nothing written);
 3. the run lock is taken (else exit 4), migrations applied, runs left `running` by a
    dead process marked `abandoned`, and this run's row written;
-4. the fetcher process (`etl.fetcher`) lists the scopes, `[asana] concurrency` at a
-   time, and flattens the pages; their rows flow through a pipe to this thread, which
-   writes whatever is ready in one transaction: pages' rows, scope links, what each
-   pass has seen, rejected records and the run's counters commit together, so a crash
-   at any moment leaves the tables consistent and a re-run completes them;
-5. a scope whose listing completed is checked for deletions;
-6. the run row gets its final status.
+4. each scope gets its window (all days; `backfill --since/--until`; or with
+   `sync --recent` its last days, unless a full read is due), and the plan
+   (`etl.plan`) turns the scopes into listings: date windows sized by what the
+   database holds, largest first;
+5. the fetcher process (`etl.fetcher`) reads the listings, `[asana] concurrency`
+   requests at a time, and flattens the pages; their rows flow through a pipe to this
+   thread, which writes whatever is ready in one transaction: pages' rows, scope
+   links, what each pass has seen, rejected records and the run's counters commit
+   together, so a crash at any moment leaves the tables consistent and a re-run
+   completes them;
+6. a scope whose listings all completed is checked for deletions, within its window;
+7. the run row gets its final status.
 
 A scope that fails (403, 404, retries exhausted) is recorded as failed and the next
 scope goes on; a refused token or plan (401/402) stops the run.
@@ -20,6 +25,7 @@ scope goes on; a refused token or plan (401/402) stops the run.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -29,21 +35,23 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from etl import db, logcontext, runs
+from etl import db, logcontext, plan, runs
 from etl.asana import CallStats, Sleep
 from etl.config import DateWindow, Scope, Settings
-from etl.deletions import apply_confirmation
+from etl.deletions import apply_confirmations
 from etl.errors import AsanaError, AuthError, ConfigError, DatabaseError, ExitCode, Interrupted
 from etl.fetcher import (
     ConfirmDone,
     Confirmed,
     Fetcher,
     PageRows,
+    ScopeListed,
 )
 from etl.load import (
     Rejection,
     UpsertCounts,
     deletion_candidates,
+    entries_by_day,
     forget_seen,
     insert_rejected,
     link_entries,
@@ -60,8 +68,8 @@ log = logging.getLogger(__name__)
 BATCH_ROWS = 5000
 #: Seconds the loader waits for more pages before it writes a batch that is not full.
 BATCH_WAIT = 0.1
-#: Deletion candidates in one order to the fetcher.
-CONFIRM_BATCH = 200
+#: Deletion candidates in one order to the fetcher (it confirms them side by side).
+CONFIRM_BATCH = 2000
 
 
 @dataclass
@@ -73,6 +81,11 @@ class ScopeResult:
     restarts: int = 0
     retries: int = 0
     error: str | None = None
+    #: the days read (both bounds None: all of them)
+    window: DateWindow = DateWindow()
+    #: date windows the scope was read in, and the requests that took
+    listings: int = 0
+    requests: int = 0
 
 
 @dataclass
@@ -137,14 +150,19 @@ def run_sync(
     *,
     command: str = "sync",
     scopes: Sequence[Scope] | None = None,
-    window: DateWindow = DateWindow(),
+    window: DateWindow | None = None,
+    recent_days: int | None = None,
     migrate: bool = True,
     sleep: Sleep = time.sleep,
     progress: Progress | None = None,
 ) -> RunResult:
-    """Read every scope in full, load it and detect deletions; returns the run's result
-    (never raises for a failed scope). `progress`, if given, is called from this thread
-    with the scopes' results so far after every batch and every finished scope.
+    """Read every scope, load it and detect deletions; returns the run's result (never
+    raises for a failed scope). `progress`, if given, is called from this thread with
+    the scopes' results so far after every batch and every finished scope.
+
+    What is read of each scope: the days of `window` if one is given (a backfill), else
+    with `recent_days` (default: `[sync] recent_days`) above 0 its last days unless a
+    full read is due (see `plan.scope_windows`), else every day.
 
     Raises:
         ConfigError: no token or no scopes.
@@ -158,13 +176,25 @@ def run_sync(
     scopes = list(dict.fromkeys(scopes if scopes is not None else settings.scopes))
     if not scopes:
         raise ConfigError(f"no scopes to read: add some under [scopes] in {settings.source}")
+    recent = settings.sync.recent_days if recent_days is None else recent_days
+    today = runs.utcnow().date()
     engine = open_database(settings.database_url)
     try:
-        with Fetcher(settings.asana, token, window=window, sleep=sleep) as fetcher:
-            fetcher.preflight(scopes[0])
+        with Fetcher(settings.asana, token, sleep=sleep, today=today) as fetcher:
+            checked = fetcher.preflight(scopes[0])
             with run_lock(engine, command):
                 migrate_or_check(engine, migrate=migrate)
-                run = _Run(engine, fetcher, settings, command, scopes, window)
+                if window is not None:
+                    windows = {scope: window for scope in scopes}
+                else:
+                    with engine.connect() as conn:
+                        last_full = runs.last_full_reads(conn) if recent > 0 else {}
+                    windows = plan.scope_windows(
+                        scopes, recent_days=recent, full_every_days=settings.sync.full_every_days,
+                        last_full=last_full, today=today)
+                feed = plan.feedable(settings.asana.requests_per_minute / 60.0, checked.latency,
+                                     settings.asana.concurrency)
+                run = _Run(engine, fetcher, settings, command, windows, feed)
                 run.progress = progress
                 return run.execute()
     finally:
@@ -180,7 +210,8 @@ def run_backfill(
     sleep: Sleep = time.sleep,
     progress: Progress | None = None,
 ) -> RunResult:
-    """A one-off load of the scopes named (else the configured ones), limited to `window`."""
+    """A one-off load of the scopes named (else the configured ones), limited to `window`:
+    its days are asked of Asana, and only they are checked for deletions."""
     return run_sync(settings, command="backfill", scopes=scopes, window=window, migrate=migrate,
                     sleep=sleep, progress=progress)
 
@@ -203,7 +234,7 @@ def request_stop(signal_name: str, signal_number: int) -> bool:
 class _Run:
     """One run, from its row in `sync_runs` to its final status.
 
-    The fetcher process lists scopes and confirms deletion candidates as this thread
+    The fetcher process reads listings and confirms deletion candidates as this thread
     orders; this thread writes what it sends, in batches. So fetching never waits on the
     database, the database never waits on one slow request, and memory is bounded by the
     pipe between them, whatever the number of entries.
@@ -213,15 +244,16 @@ class _Run:
     current: _Run | None = None
 
     def __init__(self, engine: sa.Engine, fetcher: Fetcher, settings: Settings, command: str,
-                 scopes: list[Scope], window: DateWindow) -> None:
+                 windows: dict[Scope, DateWindow], feed: int) -> None:
         self.engine = engine
         self.fetcher = fetcher
         self.settings = settings
         self.command = command
-        self.scopes = scopes
-        self.window = window
-        self.results = {scope: ScopeResult(scope) for scope in scopes}
-        self.stats = {scope: CallStats() for scope in scopes}
+        self.scopes = list(windows)
+        self.windows = windows
+        self.feed = feed
+        self.results = {scope: ScopeResult(scope, window=windows[scope]) for scope in self.scopes}
+        self.stats = {scope: CallStats() for scope in self.scopes}
         self.started = time.monotonic()
         self.load_seconds = 0.0
         self.interrupt: Interrupted | None = None
@@ -234,19 +266,22 @@ class _Run:
                 log.warning("runs %s were left running by a dead process: marked abandoned",
                             ", ".join(f"#{i}" for i in abandoned))
             forget_seen(conn)  # leftovers of those runs
-            self.run_id = runs.start_run(conn, command, len(scopes), now)
-            for scope in scopes:
-                runs.start_scope(conn, self.run_id, scope, now)
+            self.run_id = runs.start_run(conn, command, len(self.scopes), now)
+            for scope in self.scopes:
+                runs.start_scope(conn, self.run_id, scope, now, windows[scope])
         logcontext.set_run(self.run_id)
         self.progress: Progress | None = None
 
     def execute(self) -> RunResult:
-        log.info("run #%d (%s) started: %d scopes, %d at a time", self.run_id, self.command,
-                 len(self.scopes), self.settings.asana.concurrency)
         _Run.current = self
         try:
-            for scope in self.scopes:
-                self.fetcher.list(scope)
+            listings = self._plan()
+            windowed = sum(w != DateWindow() for w in self.windows.values())
+            log.info("run #%d (%s) started: %d scopes%s in %d listings, %d requests at a time",
+                     self.run_id, self.command, len(self.scopes),
+                     f" ({windowed} of them in a window of days)" if windowed else "",
+                     len(listings), self.settings.asana.concurrency)
+            self.fetcher.list(listings)
             self._load_until_done()
         except BaseException as exc:
             _Run.current = None
@@ -268,26 +303,40 @@ class _Run:
         self._finish(status, error=f"{failed} of {len(self.results)} scopes failed" if failed else None)
         return self._result(status)
 
+    def _plan(self) -> list[plan.Listing]:
+        """The listings to read, sized by what the database holds of each scope; only
+        worth a query when more than one listing at a time can be fed."""
+        history: dict[Scope, list[tuple[dt.date, int]]] = {}
+        if self.feed > 1:
+            with self.engine.connect() as conn:
+                for scope in self.scopes:
+                    days = entries_by_day(conn, scope, self.windows[scope])
+                    if days:
+                        history[scope] = days
+        return plan.plan(list(self.windows.items()), history, feed=self.feed,
+                         page_size=self.fetcher.page_size)
+
     def _load_until_done(self) -> None:
         open_scopes = len(self.scopes)
         while open_scopes:
             message = self._next_message()
-            pages = []
+            batch = []
             rows = 0
-            # gather pages into one transaction: up to BATCH_ROWS, or what came within
-            # BATCH_WAIT (a batch's fixed costs, paid for a page or two, were half the
-            # loader's time)
+            # gather pages and confirmations into one transaction: up to BATCH_ROWS, or
+            # what came within BATCH_WAIT (a batch's fixed costs, paid for a page or two,
+            # were half the loader's time)
             deadline = time.monotonic() + BATCH_WAIT
-            while isinstance(message, PageRows):
-                pages.append(message)
-                rows += len(message.rows)
+            while isinstance(message, (PageRows, Confirmed)):
+                if self.results[message.scope].status == runs.RUNNING:  # else: closed
+                    batch.append(message)
+                    rows += len(message.rows) if isinstance(message, PageRows) else 1
                 if rows >= BATCH_ROWS:
                     message = None
                     break
                 message = self.fetcher.receive(timeout=max(0.0, deadline - time.monotonic()))
-            if pages:
-                self._load_pages(pages)
-            if message is not None:
+            if batch:
+                self._load(batch)
+            if message is not None and self.results[message.scope].status == runs.RUNNING:
                 open_scopes -= self._handle(message)
             if self.progress is not None:
                 self.progress(list(self.results.values()), self.fetcher.stats.retries)
@@ -300,26 +349,31 @@ class _Run:
             if message is not None:
                 return message
 
-    def _load_pages(self, pages: list[PageRows]) -> None:
-        """Write a batch of pages, from any scopes, in one transaction."""
+    def _load(self, batch: list[PageRows | Confirmed]) -> None:
+        """Write a batch of pages and confirmations, from any scopes, in one transaction."""
         started = time.monotonic()
         now = runs.utcnow()
         rows: list[tuple[Scope, RowValues]] = []
         listed: dict[Scope, list[str]] = {}  # loaded rows, for the scope links
         also: dict[Scope, list[str]] = {}  # seen but not loaded: rejected records
         rejections: dict[Scope, list[Rejection]] = {}
+        answers: dict[Scope, list[tuple[str, dict[str, Any] | None]]] = {}
         counts: dict[Scope, PageCounts] = {}
         pages_of: dict[Scope, int] = {}
-        for page in pages:
-            scope = page.scope
+        for message in batch:
+            scope = message.scope
+            if isinstance(message, Confirmed):
+                answers.setdefault(scope, []).append((message.gid, message.entry))
+                pages_of.setdefault(scope, 0)
+                continue
             pages_of[scope] = pages_of.get(scope, 0) + 1
-            rows.extend(zip(repeat(scope), page.rows))
-            listed.setdefault(scope, []).extend([values[0] for values in page.rows])
-            also.setdefault(scope, []).extend(page.rejected_gids)
-            rejections.setdefault(scope, []).extend(page.rejections)
+            rows.extend(zip(repeat(scope), message.rows))
+            listed.setdefault(scope, []).extend([values[0] for values in message.rows])
+            also.setdefault(scope, []).extend(message.rejected_gids)
+            rejections.setdefault(scope, []).extend(message.rejections)
         with self.engine.begin() as conn:
             upserted = upsert_entries(conn, rows, now)
-            for scope in pages_of:
+            for scope in listed:
                 linked_before = link_entries(conn, scope, listed[scope], now, also=also[scope],
                                              new=upserted.new)
                 mark_seen(conn, self.run_id, scope, linked_before)
@@ -331,30 +385,26 @@ class _Run:
                     inserted=u.inserted, updated=u.updated, unchanged=u.unchanged,
                     rejected=rejected,
                 )
+            for scope, answered in answers.items():
+                confirmed = apply_confirmations(conn, self.run_id, scope, answered, now)
+                counts.setdefault(scope, PageCounts()).add(confirmed)
             runs.record_batch(conn, self.run_id,
                               {scope: (counts[scope], pages_of[scope]) for scope in pages_of})
         self.load_seconds += time.monotonic() - started
-        for page in pages:
-            result = self.results[page.scope]
-            result.pages += 1
-            result.restarts = page.restart
         for scope, c in counts.items():
-            self.results[scope].counts.add(c)
+            result = self.results[scope]
+            result.pages += pages_of[scope]
+            result.counts.add(c)
 
-    def _handle(self, message: Any) -> int:
+    def _handle(self, message: ScopeListed | ConfirmDone) -> int:
         """Act on a message of the fetcher; returns 1 when it closes a scope."""
         result = self.results[message.scope]
-        if isinstance(message, Confirmed):
-            with self.engine.begin() as conn:
-                counts = apply_confirmation(conn, self.run_id, message.scope, message.gid,
-                                            message.entry)
-                runs.record_page(conn, self.run_id, message.scope, counts, pages=0)
-            result.counts.add(counts)
-            return 0
         self.stats[message.scope] = message.scope_stats
+        if isinstance(message, ScopeListed):
+            result.listings, result.restarts = message.listings, message.restarts
         if message.error is None:
-            # the listing is complete and loaded: only now may what it lacked count as
-            # deleted; candidates go to Asana a batch at a time, each after the last
+            # every listing is complete and loaded: only now may what they lacked count
+            # as deleted; candidates go to Asana a batch at a time, each after the last
             after = self.confirming.get(message.scope) if isinstance(message, ConfirmDone) else None
             if self._confirm(message.scope, after):
                 return 0
@@ -363,12 +413,14 @@ class _Run:
             result.status = runs.SUCCEEDED
             c = result.counts
             log.info(
-                "scope %s: %d pages, %d entries (%d inserted, %d updated, %d unchanged, "
-                "%d deleted, %d rejected)",
-                result.scope, result.pages, c.entries, c.inserted, c.updated, c.unchanged,
-                c.deleted, c.rejected,
+                "scope %s: %d pages in %d listings, %d entries (%d inserted, %d updated, "
+                "%d unchanged, %d deleted, %d rejected)",
+                result.scope, result.pages, result.listings, c.entries, c.inserted, c.updated,
+                c.unchanged, c.deleted, c.rejected,
                 extra={"event": "scope_finished", "scope": str(result.scope),
-                       "fields": {"status": "succeeded", "pages": result.pages, **vars(c)}},
+                       "fields": {"status": "succeeded", "pages": result.pages,
+                                  "listings": result.listings,
+                                  "requests": message.scope_stats.requests, **vars(c)}},
             )
         else:
             result.status, result.error = runs.FAILED, _describe(error)
@@ -383,10 +435,10 @@ class _Run:
 
     def _confirm(self, scope: Scope, after: str | None) -> bool:
         """Order the confirmation of `scope`'s next deletion candidates (in gid order,
-        after `after`); False when none are left."""
+        after `after`, within the scope's window); False when none are left."""
         with self.engine.connect() as conn:
-            gids = deletion_candidates(conn, self.run_id, scope, self.window, CONFIRM_BATCH,
-                                       after)
+            gids = deletion_candidates(conn, self.run_id, scope, self.windows[scope],
+                                       CONFIRM_BATCH, after)
         if not gids:
             return False
         self.confirming[scope] = gids[-1]
@@ -396,6 +448,7 @@ class _Run:
     def _close_scope(self, result: ScopeResult) -> None:
         stats = self.stats[result.scope]
         result.retries = stats.retries
+        result.requests = stats.requests
         with self.engine.begin() as conn:
             forget_seen(conn, self.run_id, result.scope)
             runs.finish_scope(
@@ -407,6 +460,8 @@ class _Run:
                 retries=stats.retries,
                 retry_after_seconds=round(stats.retry_after_seconds, 3),
                 restarts=result.restarts,
+                listings=result.listings,
+                requests=stats.requests,
                 error=result.error,
             )
 
@@ -450,6 +505,7 @@ class _Run:
             rate_limited=self.fetcher.stats.rate_limited,
             last_success=last_success,
         )
+
 
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, KeyboardInterrupt):

@@ -41,6 +41,7 @@ class RateLimiter:
         self._slept_to = 0.0
         self._paused_until = 0.0
         self._lock = threading.Lock()
+        self._credit = threading.local()
         self.waited = 0.0
 
     def _now(self) -> float:
@@ -48,8 +49,18 @@ class RateLimiter:
         # take longer (an injected sleep in tests returns at once)
         return max(self._clock(), self._slept_to)
 
+    def reserve(self) -> None:
+        """Wait for permission now, for the next request this thread sends: a scheduler
+        that picks what to send only once it may send (the best choice at that moment)
+        takes the token first, and the request's own `acquire` then returns at once."""
+        self.acquire()
+        self._credit.held = True
+
     def acquire(self) -> float:
         """Block until a request may be sent; returns the seconds waited."""
+        if getattr(self._credit, "held", False):
+            self._credit.held = False
+            return 0.0
         waited = 0.0
         while True:
             with self._lock:

@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from etl.config import Scope
+from etl.config import DateWindow, Scope
 from etl.db import sync_run_scopes, sync_runs
 
 RUNNING, SUCCEEDED, PARTIAL, FAILED, ABANDONED = (
@@ -62,10 +62,13 @@ def start_run(conn: sa.Connection, command: str, scopes_total: int, now: dt.date
     return int(result.inserted_primary_key[0])
 
 
-def start_scope(conn: sa.Connection, run_id: int, scope: Scope, now: dt.datetime) -> None:
+def start_scope(conn: sa.Connection, run_id: int, scope: Scope, now: dt.datetime,
+                window: DateWindow = DateWindow()) -> None:
+    """The scope's row, with the days the run reads of it (both bounds null: all)."""
     conn.execute(
         sa.insert(sync_run_scopes).values(
-            run_id=run_id, scope_type=scope.kind, scope_gid=scope.gid, status=RUNNING, started_at=now
+            run_id=run_id, scope_type=scope.kind, scope_gid=scope.gid, status=RUNNING,
+            started_at=now, window_since=window.since, window_until=window.until,
         )
     )
 
@@ -123,6 +126,8 @@ def finish_scope(
     retries: int = 0,
     retry_after_seconds: float = 0.0,
     restarts: int = 0,
+    listings: int = 0,
+    requests: int = 0,
     error: str | None = None,
 ) -> None:
     conn.execute(
@@ -134,6 +139,8 @@ def finish_scope(
             retries=retries,
             retry_after_seconds=retry_after_seconds,
             restarts=restarts,
+            listings=listings,
+            requests=requests,
             error=error,
         )
     )
@@ -183,13 +190,32 @@ def last_success(conn: sa.Connection, command: str) -> float | None:
     return None if value is None else _as_utc(value).timestamp()
 
 
+def _full_reads() -> sa.Subquery:
+    """Per scope, when its last complete read of every day finished."""
+    s = sync_run_scopes
+    return (
+        sa.select(s.c.scope_type, s.c.scope_gid, sa.func.max(s.c.finished_at).label("last_full_read"))
+        .where(s.c.status == SUCCEEDED, s.c.window_since.is_(None), s.c.window_until.is_(None))
+        .group_by(s.c.scope_type, s.c.scope_gid)
+        .subquery()
+    )
+
+
+def last_full_reads(conn: sa.Connection) -> dict[Scope, dt.datetime]:
+    """When each scope was last read in full, completely (a sync or a backfill without
+    a window): what `[sync] full_every_days` is counted from."""
+    full = _full_reads()
+    return {Scope(kind, gid): _as_utc(when) for kind, gid, when in conn.execute(sa.select(full))}
+
+
 def recent_runs(conn: sa.Connection, limit: int = 10) -> list[dict[str, Any]]:
     rows = conn.execute(sa.select(sync_runs).order_by(sync_runs.c.id.desc()).limit(limit))
     return [dict(r._mapping) for r in rows]
 
 
 def scope_freshness(conn: sa.Connection) -> list[dict[str, Any]]:
-    """Per scope ever listed: its last success, and its latest outcome and error."""
+    """Per scope ever listed: its last success and last full read, and its latest run's
+    outcome, error, pages, listings and window."""
     s = sync_run_scopes
     last_success = (
         sa.select(s.c.scope_type, s.c.scope_gid, sa.func.max(s.c.finished_at).label("last_success"))
@@ -202,6 +228,7 @@ def scope_freshness(conn: sa.Connection) -> list[dict[str, Any]]:
         .group_by(s.c.scope_type, s.c.scope_gid)
         .subquery()
     )
+    full = _full_reads()
     query = (
         sa.select(
             s.c.scope_type,
@@ -209,7 +236,12 @@ def scope_freshness(conn: sa.Connection) -> list[dict[str, Any]]:
             s.c.status.label("last_status"),
             s.c.error.label("last_error"),
             s.c.run_id.label("last_run_id"),
+            s.c.pages.label("last_pages"),
+            s.c.listings.label("last_listings"),
+            s.c.window_since.label("last_window_since"),
+            s.c.window_until.label("last_window_until"),
             last_success.c.last_success,
+            full.c.last_full_read,
         )
         .join(
             latest_run,
@@ -226,6 +258,10 @@ def scope_freshness(conn: sa.Connection) -> list[dict[str, Any]]:
                 s.c.scope_gid == last_success.c.scope_gid,
             ),
         )
+        .outerjoin(
+            full,
+            sa.and_(s.c.scope_type == full.c.scope_type, s.c.scope_gid == full.c.scope_gid),
+        )
         .order_by(s.c.scope_type, s.c.scope_gid)
     )
     result = []
@@ -233,27 +269,34 @@ def scope_freshness(conn: sa.Connection) -> list[dict[str, Any]]:
         item = dict(row._mapping)
         # aggregates bypass the column type on some backends: normalise to aware UTC
         item["last_success"] = _as_utc(item["last_success"])
+        item["last_full_read"] = _as_utc(item["last_full_read"])
         result.append(item)
     return result
 
 
 def freshness(
-    conn: sa.Connection, configured: Sequence[Scope], stale_after: dt.timedelta, now: dt.datetime
+    conn: sa.Connection, configured: Sequence[Scope], stale_after: dt.timedelta, now: dt.datetime,
+    full_stale_after: dt.timedelta | None = None,
 ) -> list[dict[str, Any]]:
     """Every scope ever listed or configured: its last success, age, last outcome and
-    error, and whether it is stale (no success within `stale_after`). With no scope
-    configured, every scope ever listed counts as configured."""
+    error, its last full read, and whether it is stale: no success within `stale_after`,
+    or (with `full_stale_after`) no full read within that. With no scope configured,
+    every scope ever listed counts as configured."""
     scopes = {(s["scope_type"], s["scope_gid"]): s for s in scope_freshness(conn)}
     for scope in configured:  # configured but never listed: stale too
         scopes.setdefault((scope.kind, scope.gid), {
             "scope_type": scope.kind, "scope_gid": scope.gid, "last_status": None,
-            "last_error": None, "last_run_id": None, "last_success": None,
+            "last_error": None, "last_run_id": None, "last_pages": None, "last_listings": None,
+            "last_window_since": None, "last_window_until": None, "last_success": None,
+            "last_full_read": None,
         })
     wanted = {(s.kind, s.gid) for s in configured} or set(scopes)
     for key, s in scopes.items():
-        last = s["last_success"]
+        last, full = s["last_success"], s["last_full_read"]
         s["age_hours"] = None if last is None else round((now - last).total_seconds() / 3600, 2)
-        s["stale"] = last is None or now - last > stale_after
+        s["full_read_stale"] = full_stale_after is not None and (
+            full is None or now - full > full_stale_after)
+        s["stale"] = last is None or now - last > stale_after or s["full_read_stale"]
         s["configured"] = key in wanted
     return list(scopes.values())
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 
 import pytest
 import sqlalchemy as sa
 
-from etl import db
+from etl import db, runs
 from etl.config import Scope
 from etl.errors import AuthError, ExitCode
+from etl.load import entries_by_day
 from etl.pipeline import DateWindow, run_backfill, run_sync
 from etl.simulator import AsanaSimulator, Dataset
 from etl.config import AsanaSettings, Secret, Settings
@@ -290,3 +292,39 @@ def test_concurrent_and_sequential_runs_build_the_same_tables(tmp_path, sleep):
             engine.dispose()
             tables[concurrency] = (entries, links, result.counts.entries, result.counts.inserted)
     assert tables[1] == tables[8]
+
+
+def test_a_later_sync_is_planned_from_what_the_database_holds(
+    splitting, asana_server, make_settings, engine, backend, sleep
+):
+    """Entries per day per scope, read back on every backend, size the next sync's
+    listings; the run's windows and listings are recorded."""
+    data = asana_server.dataset
+    workspace = Scope("workspace", data.workspace_gid)
+    settings = make_settings([workspace], page_size=10, concurrency=6)
+    run_sync(settings, sleep=sleep)
+    per_day = Counter(e.entered_on for e in data.entries.values())
+    spring = DateWindow(dt.date(2026, 3, 1), dt.date(2026, 5, 31))
+    with engine.connect() as conn:
+        assert dict(entries_by_day(conn, workspace, DateWindow())) == per_day
+        assert dict(entries_by_day(conn, workspace, spring)) == {
+            d: n for d, n in per_day.items() if d in spring}
+
+    second = run_sync(settings, sleep=sleep)
+    assert second.status == "succeeded" and second.scopes[0].listings > 1
+    assert stored_rows(engine) == expected_rows(data)
+    assert second.counts.unchanged == len(data.entries)  # each entry once, in one window
+    backfill = run_backfill(settings, window=spring, sleep=sleep)
+    recent = run_sync(settings, recent_days=30, sleep=sleep)  # read in full days ago: recent
+    s = db.sync_run_scopes
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(s.c.run_id, s.c.window_since, s.c.window_until,
+                                      s.c.listings, s.c.requests).order_by(s.c.run_id)).all()
+        last_full = runs.last_full_reads(conn)
+    today = runs.utcnow().date()
+    assert [(r.window_since, r.window_until) for r in rows] == [
+        (None, None), (None, None), (spring.since, spring.until),
+        (today - dt.timedelta(days=29), None)]
+    assert rows[1].listings == second.scopes[0].listings and rows[1].requests >= 10
+    assert backfill.scopes[0].window == spring and recent.scopes[0].listings == 1
+    assert set(last_full) == {workspace}
