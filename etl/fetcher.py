@@ -285,21 +285,39 @@ class _Listing:
     pages: Pagination | None = None  # None: the next request is its first
     restarts: int = 0
     waiting_since: float = 0.0  # when its offset came (monotonic)
+    #: for a listing in the order entries were made: its first and last days, and the
+    #: middle day of its latest page (see `plan.pages_left`)
+    in_order: bool = False
+    days: tuple[dt.date, dt.date, dt.date] | None = None
 
     def read(self) -> int:
         return 0 if self.pages is None else self.pages.number
 
-    def priority(self) -> tuple[int, float, int]:
-        """Smaller goes first: unknown listings not begun, then the most pages still to
-        read (planned or estimated; an unknown one as if very large, so that unknown
-        ones share the budget evenly), in the order they came."""
-        read = self.read()
-        if self.estimate is None:
-            return (0, 0.0, self.seq) if read == 0 else (1, read - UNKNOWN_PAGES, self.seq)
-        return (1, -max(self.estimate - read, 1 + read / 4), self.seq)
+    def left(self) -> float:
+        """Pages still to read, as far as known (`plan.remaining`); as if very large when
+        nothing is, so that listings of unknown size share the budget evenly."""
+        days = self.days if self.in_order else None
+        left = plan.remaining(self.estimate, self.read(), days)
+        return UNKNOWN_PAGES if left is None else left
+
+    def priority(self) -> tuple[int, float, int, int]:
+        """Smaller goes first: unknown listings not begun; then the most pages left; then
+        the fewest read (even shares between equals), in the order they came."""
+        if self.estimate is None and self.pages is None:
+            return (0, 0.0, 0, self.seq)
+        return (1, -self.left(), self.read(), self.seq)
+
+    def advanced(self, days: list[dt.date], today: dt.date) -> None:
+        """Take note of the days of the page just read."""
+        if not days or not self.in_order:
+            return
+        first, at, last = plan.progress(self.window, days, today)
+        if self.days is not None:  # its start stays that of its first page
+            first, last = self.days[0], max(last, self.days[2])
+        self.days = (first, max(first, at), last)
 
 
-#: The size an unknown listing counts as (pages), once begun.
+#: The size an unknown listing counts as (pages).
 UNKNOWN_PAGES = 1e6
 
 
@@ -475,8 +493,14 @@ class _Worker:
             self._fail(listing, tasks, _portable(exc))
             return
         self._latencies.append(time.monotonic() - started)
-        if page.number == 1 and not listing.pages.done and self._split(listing, page.data):
-            return
+        days = _entry_days(page.data)
+        if page.number == 1:
+            listing.in_order = plan.in_order_made(
+                [raw["gid"] for raw in page.data if isinstance(raw, dict)
+                 and isinstance(raw.get("gid"), str)])
+            if not listing.pages.done and self._split(listing, days):
+                return
+        listing.advanced(days, self.today)
         self._send(self._flatten(listing, page.data, page.number))
         log.debug("scope %s: page %d, %d entries", listing.scope, page.number, len(page.data))
         if listing.pages.done:
@@ -484,16 +508,13 @@ class _Worker:
         else:
             self._put(listing)
 
-    def _split(self, listing: _Listing, data: list[Any]) -> bool:
-        """Split a listing whose first page says more follow, while fewer listings are
-        open than the budget can feed; True if it was (its page is dropped then)."""
-        if not self.splits:
+    def _split(self, listing: _Listing, days: list[dt.date]) -> bool:
+        """Split a listing whose first page (its entries' `days`) says more follow, while
+        fewer listings are open than the budget can feed; True if it was (its page is
+        dropped then)."""
+        if not self.splits or not days:
             return False
-        days = _entry_days(data)
-        if not days:
-            return False
-        in_order = plan.in_order_made([raw.get("gid", "") for raw in data if isinstance(raw, dict)
-                                       and isinstance(raw.get("gid"), str)])
+        in_order = listing.in_order
         estimate = plan.estimate_pages(listing.window, days, in_order, self.today)
         if listing.estimate is None:
             listing.estimate = estimate
@@ -511,7 +532,7 @@ class _Worker:
         if len(windows) < 2:
             return False
         share = None if listing.estimate is None else listing.estimate / len(windows)
-        children = [_Listing(listing.scope, w, share) for w in windows]
+        children = [_Listing(listing.scope, w, share, in_order=in_order) for w in windows]
         tasks = self.scopes[listing.scope]
         with self._cond:
             tasks.open += len(children) - 1

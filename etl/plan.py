@@ -196,24 +196,60 @@ def _span(window: DateWindow, days: Sequence[dt.date], today: dt.date) -> tuple[
     return lo, max(lo, hi)
 
 
+def covered(first: dt.date, at: dt.date, last: dt.date) -> float:
+    """The share of a listing's days, from `first` to `last`, that lie behind `at`."""
+    return min(1.0, max(1e-6, ((at - first).days + 1) / ((last - first).days + 1)))
+
+
+def pages_left(first: dt.date, at: dt.date, last: dt.date, read: int) -> float:
+    """What is left of a listing in the order entries were made, from how far through
+    its days it has come: `read` pages so far, the latest of them about `at` (its
+    middle day), out of days from `first` to `last`. Such a listing's pages run from
+    its earliest days to its latest, so the share of days behind it is about the share
+    of its pages behind it: an estimate that corrects itself page by page (coarse at
+    first: a dense listing's first page covers a day or two)."""
+    done = read - 0.5  # `at` is the middle of the latest page
+    return max(0.0, done / covered(first, at, last) - read)
+
+
+def remaining(estimate: float | None, read: int,
+              days: tuple[dt.date, dt.date, dt.date] | None) -> float | None:
+    """Pages still to read of a listing: its estimate (planned, or from a first page)
+    less what it has read, and, for a listing in the order made (`days`: see
+    `progress`), how far through its days it has come (`pages_left`), trusted the more
+    the more of them lie behind it. None when nothing is known."""
+    prior = None if estimate is None else max(0.0, estimate - read)
+    if days is None or not read:
+        return prior
+    measured = pages_left(*days, read=read)
+    if prior is None:
+        return measured
+    trust = covered(*days)
+    return trust * measured + (1 - trust) * prior
+
+
+def progress(window: DateWindow, days: Sequence[dt.date],
+             today: dt.date) -> tuple[dt.date, dt.date, dt.date]:
+    """`first`, `at` and `last` for `pages_left`, from a page of a listing (its first,
+    for `first`): its window's bounds where it has them, else the page's earliest days
+    (leaving out the earliest twentieth, entries made long after their day) and today
+    (or the latest day seen, if later); `at` is the page's middle day."""
+    ranked = sorted(days)
+    first = window.since if window.since is not None else ranked[len(ranked) // 20]
+    at = max(first, ranked[len(ranked) // 2])
+    last = window.until if window.until is not None else max(today, ranked[-1])
+    return first, at, max(at, last)
+
+
 def estimate_pages(window: DateWindow, days: Sequence[dt.date], in_order: bool,
                    today: dt.date) -> float | None:
     """The size of a listing, in pages, from its first page (the `entered_on` days of its
     entries) when that page lists entries in the order they were made (`in_order_made`);
-    else None (a page in no particular order says nothing of the size).
-
-    Such a page holds the listing's earliest entries: the listing is about as many pages
-    as its span of days holds the span of the page's middle nine tenths (a few entries
-    made long before or after their day would stretch the page's whole span).
-    """
-    if not in_order or len(days) < 2:
+    else None (a page in no particular order says nothing of the size). See
+    `pages_left`."""
+    if not in_order or not days:
         return None
-    ranked = sorted(days)
-    first, last = ranked[len(ranked) // 20], ranked[-1 - len(ranked) // 20]
-    _, hi = _span(window, days, today)
-    covered = (last - first).days + 1
-    share = 1 - 2 * (len(ranked) // 20) / len(ranked)
-    return max(1.0, share * ((hi - first).days + 1) / covered)
+    return 1 + pages_left(*progress(window, days, today), read=1)
 
 
 def split(window: DateWindow, days: Sequence[dt.date], in_order: bool, parts: int,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import bisect
 import collections
 import datetime as dt
 import hashlib
@@ -276,32 +277,45 @@ class Dataset:
             cached = self._cache.get((filters, exclusive))
             if cached is not None:
                 return cached
-            candidates: list[str] | None = None  # the workspace: every entry
-            tests: list[Callable[[Entry], bool]] = []
-            for name, gid in filters:
-                if name == "user":
-                    candidates = self._by("user_gid").get(gid, [])
-                elif name == "attributable_to":
-                    candidates = self._by("attributable_to").get(gid, [])
-                elif name == "task":
-                    candidates = self._by("task_gid").get(gid, [])
-                elif name == "portfolio":
-                    by_project = self._by("attributable_to")
-                    candidates = [g for p in set(self.portfolios[gid][1])
-                                  for g in by_project.get(p, [])]
-                elif name == "entered_on_start_date":
-                    day = dt.date.fromisoformat(gid) + dt.timedelta(days=exclusive)
-                    tests.append(lambda e, d=day: e.entered_on >= d)
+            scope = tuple((n, g) for n, g in filters if not n.startswith("entered_on"))
+            days, gids = self._by_day(scope)
+            lo, hi = 0, len(days)
+            for name, value in filters:
+                if name == "entered_on_start_date":
+                    day = dt.date.fromisoformat(value) + dt.timedelta(days=exclusive)
+                    lo = max(lo, bisect.bisect_left(days, day))
                 elif name == "entered_on_end_date":
-                    day = dt.date.fromisoformat(gid) - dt.timedelta(days=exclusive)
-                    tests.append(lambda e, d=day: e.entered_on <= d)
-            if candidates is None:
-                candidates = list(self.entries)
+                    day = dt.date.fromisoformat(value) - dt.timedelta(days=exclusive)
+                    hi = min(hi, bisect.bisect_right(days, day))
             key = int if self.order == "made" else _shuffled
-            gids = sorted((g for g in candidates if all(t(self.entries[g]) for t in tests)),
-                          key=key)
-            self._cache[(filters, exclusive)] = gids
-            return gids
+            found = sorted(gids[lo:hi], key=key) if lo < hi else []
+            self._cache[(filters, exclusive)] = found
+            return found
+
+    def _by_day(self, scope: tuple[tuple[str, str], ...]) -> tuple[list[dt.date], list[str]]:
+        """The entries a scope filter passes, by day (the days, and the gids in the same
+        order), built once until the data changes: a listing of a window then costs what
+        it returns, not a pass over the scope (a split workspace asks for many)."""
+        cached = self._cache.get(("by_day", scope))
+        if cached is not None:
+            return cached
+        candidates: list[str] | None = None  # the workspace: every entry
+        for name, gid in scope:
+            if name == "user":
+                candidates = self._by("user_gid").get(gid, [])
+            elif name == "attributable_to":
+                candidates = self._by("attributable_to").get(gid, [])
+            elif name == "task":
+                candidates = self._by("task_gid").get(gid, [])
+            elif name == "portfolio":
+                by_project = self._by("attributable_to")
+                candidates = [g for p in set(self.portfolios[gid][1])
+                              for g in by_project.get(p, [])]
+        if candidates is None:
+            candidates = list(self.entries)
+        dated = sorted((self.entries[g].entered_on, g) for g in candidates)
+        index = self._cache[("by_day", scope)] = ([d for d, _ in dated], [g for _, g in dated])
+        return index
 
 
 def _shuffled(gid: str) -> bytes:

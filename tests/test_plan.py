@@ -255,6 +255,29 @@ def test_a_window_of_one_day_is_not_split_and_a_split_keeps_the_window():
     assert_partition(windows, window, START, TODAY)
 
 
+def test_what_is_left_of_a_listing_in_the_order_made_corrects_itself_page_by_page():
+    per_day = 55  # a dense workspace: a page is under two days
+    window = DateWindow(START, START + 99 * DAY)  # 5,500 entries, 55 pages
+    entries = [START + (i // per_day) * DAY for i in range(5500)]
+    first = plan.progress(window, entries[:100], TODAY)
+    errors = []
+    for read in range(1, 55):
+        page = entries[(read - 1) * 100:read * 100]
+        at = plan.progress(window, page, TODAY)
+        days = (first[0], at[1], max(first[2], at[2]))
+        measured = plan.pages_left(*days, read=read)
+        if plan.covered(*days) >= 0.1:
+            errors.append(abs(measured - (55 - read)) / 55)
+    assert max(errors) < 0.1
+    # early on a planned size counts for more than the coarse measure; late, less
+    early = (START, START + DAY, START + 99 * DAY)
+    assert abs(plan.remaining(55, 1, early) - 54) < 2
+    assert plan.remaining(55, 1, None) == 54 and plan.remaining(None, 3, None) is None
+    late = (START, START + 89 * DAY, START + 99 * DAY)
+    assert plan.remaining(30, 50, late) == pytest.approx(
+        0.9 * plan.pages_left(*late, read=50), rel=0.01)
+
+
 # --- how many listings the budget feeds ----------------------------------------------------
 
 def test_the_budget_feeds_as_many_listings_as_requests_in_flight_it_allows(split_as_shipped):
