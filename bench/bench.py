@@ -7,20 +7,40 @@ loader and the database. Peak RSS is given for the larger of the run's process a
 fetcher process (ru_maxrss, exact), and for both together (PSS, sampled every 20 ms).
 
 Scenarios:
-  rate        40 scopes of ~1,000 entries, 200 ms latency, Asana's 1,500/min scaled to
-              150 per 6 s; the tool vs. a naive sequential reader (bench/baseline.py)
+  rate        40 user scopes, 40,000 entries (skewed users), 200 ms latency, Asana's
+              1,500/min scaled to 150 per 6 s; the tool vs. a naive sequential reader
+              (bench/baseline.py)
   memory      peak RSS of a sync of 100,000 and of 1,000,000 entries (zero latency)
   throughput  zero-latency end-to-end rate and load-stage rate into SQLite and
               PostgreSQL, first sync and a re-sync of unchanged data: entries/s over
               the whole command (interpreter start and imports included) and over the
               run itself (from its run row to its end, as its log says)
+
+The four that follow read two years of data shaped like real data (users skewed ten to
+one, entries made on or near their day, gids in the order entries were made), from a
+simulated Asana with 200 ms latency and the limit scaled to 150 requests per 6 s; each
+reports entries/s as a share of Asana's ceiling (1,500 requests a minute x 100 entries
+= 2,500 a second), over the whole command and over the span of its requests, the
+requests sent against the pages the data needed (each scope's window read by one
+listing), and 429s; and checks the tables against the simulated data.
+  workspace   one workspace scope of 40,000 entries: a first sync (no history: listings
+              split on their first page), then a second (sized by the database)
+  skewed      40 user scopes of about 450 to 4,500 entries: a first sync and a second
+  backfill    `backfill --since/--until` of 90 days over 20 users, into an empty database
+  recent      after a full sync and a month of edits, inserts and deletions (and some
+              to older entries), `sync --recent 30` against a full nightly `sync`
+  deletions   the sync that confirms, one request each, entries deleted in Asana: 80,000
+              of 100,000 at zero latency with no rate limit, and 3,000 of 10,000 at 200 ms
+              and the scaled limit (requests a second over the span against 25)
 Prints one table a scenario; medians over --repeat runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -56,12 +76,16 @@ class Simulator:
         self.process.wait()
 
 
-def run_tool(sim: Simulator, database_url: str, rpm: int, work: Path) -> dict:
-    users = ", ".join(f'"{u}"' for u in sim.info["users"])
+def run_tool(sim: Simulator, database_url: str, rpm: int, work: Path,
+             scopes: str | None = None, command: tuple[str, ...] = ("sync",)) -> dict:
+    """One run of the real command line against `sim`: `command` over `scopes` (a
+    `[scopes]` TOML body; default: every user)."""
+    if scopes is None:
+        scopes = "users = [" + ", ".join(f'"{u}"' for u in sim.info["users"]) + "]"
     config = work / "config.toml"
     config.write_text(
         f'[asana]\nbase_url = "{sim.info["base_url"]}"\nrequests_per_minute = {rpm}\n'
-        f'[database]\nurl = "{database_url}"\n[scopes]\nusers = [{users}]\n'
+        f'[database]\nurl = "{database_url}"\n[scopes]\n{scopes}\n'
     )
     env = {**os.environ, "ASANA_ACCESS_TOKEN": sim.info["token"]}
     log = work / "sync.log"
@@ -69,7 +93,7 @@ def run_tool(sim: Simulator, database_url: str, rpm: int, work: Path) -> dict:
     with open(log, "w") as err:
         process = subprocess.Popen(
             [sys.executable, "-m", "etl", "--log-format", "json", "--log-level", "info",
-             "--config", str(config), "sync"],
+             "--config", str(config), *command],
             stdout=subprocess.DEVNULL, stderr=err, env=env, cwd=work,
         )
         sampler = TreePss(process.pid)
@@ -242,10 +266,289 @@ def _database(backend: str, tmp: str):
     return f"{PG_URL}?options=-csearch_path%3D{schema}", cleanup
 
 
+# --- the listing scenarios: two years of skewed data, 200 ms, 150 requests per 6 s --------
+
+CEILING = 2500.0  # entries a second: 1,500 requests a minute, 100 entries each
+TODAY = dt.datetime.now(dt.UTC).date()
+
+
+class Served:
+    """The simulated Asana in this process (a thread), so that a scenario can edit its
+    data between runs. At 25 requests a second it needs little CPU; the runs are other
+    processes."""
+
+    def __init__(self, data, latency: float, limit: str) -> None:
+        from etl.simulator import AsanaSimulator
+
+        count, seconds = limit.split("/")
+        data.entries_json(list(data.entries), _fields())  # serialised once, up front
+        self.server = AsanaSimulator(data, latency=latency,
+                                     rate_limit=(int(count), float(seconds))).start()
+        self.data = data
+        self.info = {"base_url": self.server.base_url, "token": self.server.token,
+                     "users": list(data.users), "workspace": data.workspace_gid}
+
+    def stats(self) -> dict:
+        return self.server.stats()
+
+    def reset(self) -> None:
+        with self.server._lock:
+            self.server.requests.clear()
+            self.server._first = self.server._last = None
+
+    def close(self) -> None:
+        self.server.stop()
+
+
+def _fields() -> set[str]:
+    from etl.extract import OPT_FIELDS
+
+    return set(OPT_FIELDS.split(","))
+
+
+def two_years(entries: int, users: int, seed: int = 1):
+    from etl.simulator import Dataset
+
+    return Dataset.generate(seed, entries=entries, users=users, projects=max(10, users // 2),
+                            tasks=max(60, users * 6), start=TODAY - dt.timedelta(days=729),
+                            days=730)
+
+
+def pages_needed(data, scopes: list[tuple[str, str]], since: dt.date | None = None,
+                 until: dt.date | None = None) -> int:
+    """What the data takes at 100 a page, each scope's window read by one listing (an
+    empty one still costs a request)."""
+    total = 0
+    for kind, gid in scopes:
+        n = sum(1 for e in data.entries.values()
+                if (kind == "workspace" or (kind == "user" and e.user_gid == gid))
+                and (since is None or e.entered_on >= since)
+                and (until is None or e.entered_on <= until))
+        total += max(1, math.ceil(n / 100))
+    return total
+
+
+def exact(data, url: str, since: dt.date | None = None, until: dt.date | None = None) -> bool:
+    """Whether the tables hold exactly the simulated entries (of the window)."""
+    sys.path.insert(0, str(ROOT))
+    from etl.db import make_engine
+    from tests.helpers import expected_rows, stored_rows
+
+    engine = make_engine(url)
+    try:
+        def inside(rows):
+            return {g: r for g, r in rows.items() if (since is None or r["entered_on"] >= since)
+                    and (until is None or r["entered_on"] <= until)}
+
+        return inside(stored_rows(engine)) == inside(expected_rows(data))
+    finally:
+        engine.dispose()
+
+
+def listing_run(sim: Served, url: str, work: Path, scopes: str, needed: int,
+                command: tuple[str, ...] = ("sync",)) -> dict:
+    """One run, with what the simulator saw of it."""
+    sim.reset()
+    result = run_tool(sim, url, 1500, work, scopes, command)
+    stats = sim.stats()
+    span = max(1e-9, (stats["last"] or 0) - (stats["first"] or 0))
+    result.update(requests=stats["requests"], rate_limited=stats["by_status"].get("429", 0),
+                  span=span, needed=needed)
+    return result
+
+
+def print_listing_rows(title: str, rows: list[tuple[str, list[dict]]], loaded: int,
+                       per_minute: float = 1500.0) -> None:
+    """entries/s over the whole command and over the span of its requests, as shares of
+    Asana's 2,500/s; "of limit": requests a minute over that span, as a share of the
+    limit; requests sent against the pages the data needed."""
+    print(f"\n{title}")
+    print(f"{'run':26} {'entries/s':>9} {'of 2,500':>8} {'in span':>8} {'of limit':>8} "
+          f"{'requests':>8} {'needed':>6} {'ratio':>6} {'429 %':>6} {'seconds':>7} {'exact':>5}")
+    for name, results in rows:
+        eps = statistics.median(loaded / r["seconds"] for r in results)
+        span = statistics.median(loaded / r["span"] for r in results)
+        util = statistics.median(r["requests"] / r["span"] * 60 / per_minute for r in results)
+        req = statistics.median(r["requests"] for r in results)
+        r429 = statistics.median(r["rate_limited"] / max(1, r["requests"]) * 100 for r in results)
+        needed = results[0]["needed"]
+        print(f"{name:26} {eps:9.0f} {eps / CEILING * 100:7.1f}% {span / CEILING * 100:7.1f}% "
+              f"{util * 100:7.1f}% {req:8.0f} {needed:6d} {req / needed:6.2f} {r429:6.2f} "
+              f"{median(results, 'seconds'):7.1f} "
+              f"{'yes' if all(r['exact'] for r in results) else 'NO':>5}")
+
+
+def scenario_workspace(args) -> None:
+    rows: dict[str, list[dict]] = {"first sync": [], "second sync": []}
+    for _ in range(args.repeat):
+        data = two_years(40_000, 40)
+        sim = Served(data, args.latency, args.limit)
+        scopes = f'workspace = "{data.workspace_gid}"'
+        needed = pages_needed(data, [("workspace", data.workspace_gid)])
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                url = f"sqlite:///{tmp}/bench.db"
+                for name in rows:
+                    r = listing_run(sim, url, Path(tmp), scopes, needed)
+                    r["exact"] = exact(data, url)
+                    rows[name].append(r)
+        finally:
+            sim.close()
+    print_listing_rows(f"workspace: one workspace scope of 40,000 entries over two years, "
+                       f"median of {args.repeat}", list(rows.items()), 40_000)
+
+
+def scenario_skewed(args) -> None:
+    rows: dict[str, list[dict]] = {"first sync": [], "second sync": []}
+    for repeat in range(args.repeat):
+        data = two_years(37_500, 40, seed=1 + repeat)
+        sim = Served(data, args.latency, args.limit)
+        users = [("user", u) for u in data.users]
+        needed = pages_needed(data, users)
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                url = f"sqlite:///{tmp}/bench.db"
+                for name in rows:
+                    r = listing_run(sim, url, Path(tmp), None, needed)
+                    r["exact"] = exact(data, url)
+                    rows[name].append(r)
+        finally:
+            sim.close()
+    sizes = sorted(sum(e.user_gid == u for e in data.entries.values()) for u in data.users)
+    print_listing_rows(f"skewed: 40 user scopes of {sizes[0]:,} to {sizes[-1]:,} entries "
+                       f"(37,500 in all), median of {args.repeat} datasets", list(rows.items()),
+                       37_500)
+
+
+def scenario_backfill(args) -> None:
+    since, until = TODAY - dt.timedelta(days=120), TODAY - dt.timedelta(days=31)
+    results = []
+    for _ in range(args.repeat):
+        data = two_years(20_000, 20)
+        sim = Served(data, args.latency, args.limit)
+        users = [("user", u) for u in data.users]
+        needed = pages_needed(data, users, since, until)
+        loaded = sum(1 for e in data.entries.values() if since <= e.entered_on <= until)
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                url = f"sqlite:///{tmp}/bench.db"
+                r = listing_run(sim, url, Path(tmp), None, needed,
+                                ("backfill", "--since", str(since), "--until", str(until)))
+                r["exact"] = exact(data, url, since, until)
+                results.append(r)
+        finally:
+            sim.close()
+    print_listing_rows(f"backfill: {since}..{until} (90 days) over 20 users, 20,000 entries in "
+                       f"two years, {loaded:,} in the window; bar: at most "
+                       f"{math.floor(1.25 * needed) + 2 * 20} requests, median of {args.repeat}",
+                       [("backfill --since/--until", results)], loaded)
+
+
+def mutate_month(data, rng) -> dict[str, int]:
+    """A month of a team's changes: edits, inserts and deletions in the last 30 days, and
+    a few to older entries (which only a full read can see)."""
+    recent = TODAY - dt.timedelta(days=29)
+    new_entries = [e for e in data.entries.values() if e.entered_on >= recent]
+    old_entries = [e for e in data.entries.values() if e.entered_on < recent]
+    for e in rng.sample(new_entries, 60):
+        data.edit_entry(e.gid, duration_minutes=e.duration_minutes + 15)
+    gone = rng.sample([e for e in new_entries if e.gid in data.entries], 40)
+    for e in gone:
+        data.delete_entry(e.gid)
+    moved_out = rng.sample([e for e in new_entries if e.gid in data.entries], 5)
+    for e in moved_out:  # re-dated to before the window: found by its confirmation
+        data.edit_entry(e.gid, entered_on=recent - dt.timedelta(days=40))
+    tasks, users = list(data.tasks), list(data.users)
+    for i in range(80):
+        data.add_entry(rng.choice(tasks), rng.choice(users), 30 + i,
+                       TODAY - dt.timedelta(days=rng.randrange(30)))
+    for e in rng.sample(old_entries, 20):
+        data.edit_entry(e.gid, duration_minutes=e.duration_minutes + 5)
+    for e in rng.sample(old_entries, 10):
+        data.delete_entry(e.gid)
+    return {"deleted_in_window": len(gone), "moved_out": len(moved_out)}
+
+
+def scenario_recent(args) -> None:
+    import random
+
+    recent = TODAY - dt.timedelta(days=29)
+    rows: dict[str, list[dict]] = {"sync --recent 30": [], "next full sync": [],
+                                   "full nightly sync": []}
+    for repeat in range(args.repeat):
+        data = two_years(30_000, 20, seed=7 + repeat)
+        sim = Served(data, args.latency, args.limit)
+        users = [("user", u) for u in data.users]
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                url = f"sqlite:///{tmp}/bench.db"
+                work = Path(tmp)
+                listing_run(sim, url, work, None, 1)  # the first, full sync
+                changed = mutate_month(data, random.Random(repeat))
+                needed = pages_needed(data, users, since=recent)
+                r = listing_run(sim, url, work, None, needed, ("sync", "--recent", "30"))
+                # every change of those days is in; the older ones wait for a full read
+                r["exact"] = exact(data, url, since=recent)
+                r["confirmations"] = changed["deleted_in_window"] + changed["moved_out"]
+                rows["sync --recent 30"].append(r)
+                full_needed = pages_needed(data, users)
+                r = listing_run(sim, url, work, None, full_needed, ("sync", "--recent", "0"))
+                r["exact"] = exact(data, url)
+                rows["next full sync"].append(r)
+                r = listing_run(sim, url, work, None, full_needed, ("sync", "--recent", "0"))
+                r["exact"] = exact(data, url)
+                rows["full nightly sync"].append(r)
+        finally:
+            sim.close()
+    first = rows["sync --recent 30"][0]
+    loaded = sum(1 for e in data.entries.values() if e.entered_on >= recent)
+    print_listing_rows(
+        f"recent: 20 users, 30,000 entries in two years, {loaded:,} in the last 30 days; bar "
+        f"for --recent 30: at most {math.floor(1.25 * first['needed']) + 2 * 20} + "
+        f"{first['confirmations']} confirmations; median of {args.repeat} (entries/s: of the "
+        "window's entries, for every row)", list(rows.items()), loaded)
+
+
+def scenario_deletions(args) -> None:
+    import random
+
+    cases = [("zero latency, no limit", 100_000, 80_000, 0.0, "1000000/1", 10_000_000),
+             ("200 ms, 150 per 6 s", 10_000, 3_000, args.latency, args.limit, 1500)]
+    print(f"\ndeletions: entries deleted in Asana, each confirmed by the next sync; median of "
+          f"{args.repeat}")
+    print(f"{'case':26} {'entries':>8} {'deleted':>8} {'seconds':>8} {'requests':>9} "
+          f"{'req/s':>7} {'exact':>5}")
+    for name, entries, gone, latency, limit, rpm in cases:
+        results = []
+        for _ in range(args.repeat):
+            data = two_years(entries, 20)
+            sim = Served(data, latency, limit)
+            try:
+                with tempfile.TemporaryDirectory() as tmp:
+                    url = f"sqlite:///{tmp}/bench.db"
+                    run_tool(sim, url, rpm, Path(tmp))
+                    for gid in random.Random(1).sample(sorted(data.entries), gone):
+                        data.delete_entry(gid)
+                    sim.reset()
+                    r = run_tool(sim, url, rpm, Path(tmp))
+                    stats = sim.stats()
+                    r["requests"] = stats["requests"]
+                    r["rps"] = stats["requests"] / max(1e-9, stats["last"] - stats["first"])
+                    r["exact"] = exact(data, url)
+                    results.append(r)
+            finally:
+                sim.close()
+        print(f"{name:26} {entries:8,d} {gone:8,d} {median(results, 'seconds'):8.1f} "
+              f"{median(results, 'requests'):9.0f} {median(results, 'rps'):7.1f} "
+              f"{'yes' if all(r['exact'] for r in results) else 'NO':>5}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("scenario", choices=["rate", "memory", "throughput", "all"])
+    parser.add_argument("scenario", choices=["rate", "memory", "throughput", "workspace", "skewed",
+                                             "backfill", "recent", "listings", "deletions",
+                                             "all"])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--scopes", type=int, default=40)
     parser.add_argument("--per-scope", type=int, default=1000)
@@ -264,6 +567,11 @@ def main() -> None:
         scenario_throughput(args)
     if args.scenario in ("memory", "all"):
         scenario_memory(args)
+    for name in ("workspace", "skewed", "backfill", "recent"):
+        if args.scenario in (name, "listings", "all"):
+            globals()[f"scenario_{name}"](args)
+    if args.scenario in ("deletions", "all"):
+        scenario_deletions(args)
 
 
 if __name__ == "__main__":
