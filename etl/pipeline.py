@@ -182,23 +182,40 @@ def run_sync(
     try:
         with Fetcher(settings.asana, token, sleep=sleep, today=today) as fetcher:
             checked = fetcher.preflight(scopes[0])
+            feed = plan.feedable(settings.asana.requests_per_minute / 60.0, checked.latency,
+                                 settings.asana.concurrency)
             with run_lock(engine, command):
+                listings = None
+                if migrate and db.current_revision(engine) is None:
+                    # a database with no schema yet holds nothing to plan by: reading
+                    # begins while the schema is made (the rows wait in the pipe)
+                    windows = {scope: window or DateWindow() for scope in scopes}
+                    listings = plan.plan(list(windows.items()), {}, feed=feed,
+                                         page_size=fetcher.page_size)
+                    fetcher.list(listings)
                 migrate_or_check(engine, migrate=migrate)
-                if window is not None:
-                    windows = {scope: window for scope in scopes}
-                else:
-                    with engine.connect() as conn:
-                        last_full = runs.last_full_reads(conn) if recent > 0 else {}
-                    windows = plan.scope_windows(
-                        scopes, recent_days=recent, full_every_days=settings.sync.full_every_days,
-                        last_full=last_full, today=today)
-                feed = plan.feedable(settings.asana.requests_per_minute / 60.0, checked.latency,
-                                     settings.asana.concurrency)
-                run = _Run(engine, fetcher, settings, command, windows, feed)
+                if listings is None:
+                    windows = _windows(engine, scopes, window, recent, settings, today)
+                run = _Run(engine, fetcher, settings, command, windows, feed, listings)
                 run.progress = progress
                 return run.execute()
     finally:
         engine.dispose()
+
+
+def _windows(engine: sa.Engine, scopes: list[Scope], window: DateWindow | None, recent: int,
+             settings: Settings, today: dt.date) -> dict[Scope, DateWindow]:
+    """What the run reads of each scope: `window` (a backfill's), else with `recent`
+    days each scope's last days unless a full read is due, else everything."""
+    if window is not None:
+        return {scope: window for scope in scopes}
+    last_full = {}
+    if recent > 0:
+        with engine.connect() as conn:
+            last_full = runs.last_full_reads(conn)
+    return plan.scope_windows(scopes, recent_days=recent,
+                              full_every_days=settings.sync.full_every_days,
+                              last_full=last_full, today=today)
 
 
 def run_backfill(
@@ -244,8 +261,11 @@ class _Run:
     current: _Run | None = None
 
     def __init__(self, engine: sa.Engine, fetcher: Fetcher, settings: Settings, command: str,
-                 windows: dict[Scope, DateWindow], feed: int) -> None:
+                 windows: dict[Scope, DateWindow], feed: int,
+                 listings: list[plan.Listing] | None = None) -> None:
+        """`listings`: those the fetcher was already given (else the run plans them)."""
         self.engine = engine
+        self.listings = listings
         self.fetcher = fetcher
         self.settings = settings
         self.command = command
@@ -275,13 +295,15 @@ class _Run:
     def execute(self) -> RunResult:
         _Run.current = self
         try:
-            listings = self._plan()
+            listings = self.listings
+            if listings is None:
+                listings = self._plan()
+                self.fetcher.list(listings)
             windowed = sum(w != DateWindow() for w in self.windows.values())
             log.info("run #%d (%s) started: %d scopes%s in %d listings, %d requests at a time",
                      self.run_id, self.command, len(self.scopes),
                      f" ({windowed} of them in a window of days)" if windowed else "",
                      len(listings), self.settings.asana.concurrency)
-            self.fetcher.list(listings)
             self._load_until_done()
         except BaseException as exc:
             _Run.current = None
