@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -30,6 +31,10 @@ def test_a_second_run_exits_4_naming_the_run_that_holds_the_lock(
     first.start()
     try:
         assert held.wait(timeout=30), "the first run never reached its second page"
+        # a first run begins listing while it makes the schema: wait for its row
+        deadline = time.monotonic() + 30
+        while not running(engine) and time.monotonic() < deadline:
+            time.sleep(0.05)
         with pytest.raises(LockError) as info:
             run_sync(settings, sleep=sleep)
     finally:
@@ -44,3 +49,12 @@ def test_a_second_run_exits_4_naming_the_run_that_holds_the_lock(
     asana_server.before_answer = None
     assert run_sync(settings, sleep=sleep).status == "succeeded"
     assert stored_rows(engine) == expected_rows(asana_server.dataset)
+
+
+def running(engine) -> bool:
+    try:
+        with engine.connect() as conn:
+            return bool(conn.scalar(sa.select(sa.func.count()).select_from(db.sync_runs)
+                                    .where(db.sync_runs.c.status == "running")))
+    except sa.exc.SQLAlchemyError:  # no tables yet
+        return False
