@@ -33,7 +33,8 @@ listing), and 429s; and checks the tables against the simulated data.
               workspace scope: 80,000 of 100,000 at zero latency with no rate limit, and
               1,000 of 10,000 at 200 ms and the scaled limit (requests a second over the
               span against its 25)
-Prints one table a scenario; medians over --repeat runs.
+Prints one table a scenario; medians over --repeat runs. ASANA_ETL_BENCH_CODE=DIR runs
+the command line of the checkout in DIR instead (an A/B against the same simulator).
 """
 
 from __future__ import annotations
@@ -89,6 +90,8 @@ def run_tool(sim: Simulator, database_url: str, rpm: int, work: Path,
         f'[database]\nurl = "{database_url}"\n[scopes]\n{scopes}\n'
     )
     env = {**os.environ, "ASANA_ACCESS_TOKEN": sim.info["token"]}
+    if os.environ.get("ASANA_ETL_BENCH_CODE"):  # A/B: the command line of another checkout
+        env["PYTHONPATH"] = os.environ["ASANA_ETL_BENCH_CODE"]
     log = work / "sync.log"
     started = time.monotonic()
     with open(log, "w") as err:
@@ -389,46 +392,50 @@ def print_listing_rows(title: str, rows: list[tuple[str, list[dict]]], loaded: i
               f"{'yes' if all(r['exact'] for r in results) else 'NO':>5}")
 
 
-def scenario_workspace(args) -> None:
+def scopes_toml(scopes: list[tuple[str, str]]) -> str:
+    """The `[scopes]` body for a workspace and user scopes."""
+    lines = [f'workspace = "{gid}"' for kind, gid in scopes if kind == "workspace"]
+    users = [gid for kind, gid in scopes if kind == "user"]
+    if users:
+        lines.append("users = [" + ", ".join(f'"{u}"' for u in users) + "]")
+    return "\n".join(lines)
+
+
+def first_and_second(args, make_data, scopes_of) -> tuple[list[tuple[str, list[dict]]], object]:
+    """A first sync into an empty database and a second over the same data, --repeat
+    times: `make_data(repeat)` builds the dataset, `scopes_of(data)` the scopes as
+    (kind, gid) pairs. Returns the rows to print, and the last dataset."""
     rows: dict[str, list[dict]] = {"first sync": [], "second sync": []}
-    for _ in range(args.repeat):
-        data = two_years(40_000, 40)
+    for repeat in range(args.repeat):
+        data = make_data(repeat)
         sim = Served(data, args.latency, args.limit)
-        scopes = f'workspace = "{data.workspace_gid}"'
-        needed = pages_needed(data, [("workspace", data.workspace_gid)])
+        scopes = scopes_of(data)
+        needed = pages_needed(data, scopes)
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 url = f"sqlite:///{tmp}/bench.db"
                 for name in rows:
-                    r = listing_run(sim, url, Path(tmp), scopes, needed)
+                    r = listing_run(sim, url, Path(tmp), scopes_toml(scopes), needed)
                     r["exact"] = exact(data, url)
                     rows[name].append(r)
         finally:
             sim.close()
+    return list(rows.items()), data
+
+
+def scenario_workspace(args) -> None:
+    rows, _ = first_and_second(args, lambda repeat: two_years(40_000, 40),
+                               lambda data: [("workspace", data.workspace_gid)])
     print_listing_rows(f"workspace: one workspace scope of 40,000 entries over two years, "
-                       f"median of {args.repeat}", list(rows.items()), 40_000)
+                       f"median of {args.repeat}", rows, 40_000)
 
 
 def scenario_skewed(args) -> None:
-    rows: dict[str, list[dict]] = {"first sync": [], "second sync": []}
-    for repeat in range(args.repeat):
-        data = two_years(37_500, 40, seed=1 + repeat)
-        sim = Served(data, args.latency, args.limit)
-        users = [("user", u) for u in data.users]
-        needed = pages_needed(data, users)
-        try:
-            with tempfile.TemporaryDirectory() as tmp:
-                url = f"sqlite:///{tmp}/bench.db"
-                for name in rows:
-                    r = listing_run(sim, url, Path(tmp), None, needed)
-                    r["exact"] = exact(data, url)
-                    rows[name].append(r)
-        finally:
-            sim.close()
+    rows, data = first_and_second(args, lambda repeat: two_years(37_500, 40, seed=1 + repeat),
+                                  lambda data: [("user", u) for u in data.users])
     sizes = sorted(sum(e.user_gid == u for e in data.entries.values()) for u in data.users)
     print_listing_rows(f"skewed: 40 user scopes of {sizes[0]:,} to {sizes[-1]:,} entries "
-                       f"(37,500 in all), median of {args.repeat} datasets", list(rows.items()),
-                       37_500)
+                       f"(37,500 in all), median of {args.repeat} datasets", rows, 37_500)
 
 
 def scenario_backfill(args) -> None:

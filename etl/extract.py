@@ -1,4 +1,4 @@
-"""Reading from Asana: one scope's listing as raw pages, and one entry by gid.
+"""Reading from Asana: a listing's query and its pages, one entry by gid, the preflight.
 
 No database and no flattening here.
 """
@@ -14,8 +14,8 @@ from typing import Any
 
 from etl.asana import AsanaClient, CallStats, Page, Pagination
 from etl.config import DateWindow, Scope, ScopeKind
-from etl.plan import query_dates
 from etl.errors import AsanaError, AuthError, OffsetExpiredError, RequestRejectedError
+from etl.plan import query_dates
 
 log = logging.getLogger(__name__)
 
