@@ -9,7 +9,8 @@ The order of a run:
 4. each scope gets its window (all days; `backfill --since/--until`; or with
    `sync --recent` its last days, unless a full read is due), and the plan
    (`etl.plan`) turns the scopes into listings: date windows sized by what the
-   database holds, largest first;
+   database holds, largest first (a database with no schema yet holds nothing to plan
+   by, so there reading begins before step 3's migrations);
 5. the fetcher process (`etl.fetcher`) reads the listings, `[asana] concurrency`
    requests at a time, and flattens the pages; their rows flow through a pipe to this
    thread, which writes whatever is ready in one transaction: pages' rows, scope
