@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from etl import __version__, db, runs
+from etl import __version__, db, runs, summary
 from etl.config import ENV_CONFIG, MAX_DAYS, DateWindow, Scope, Settings, load_settings
 from etl.demo import DEMO_DATABASE_URL, run_demo, top_projects
 from etl.check import check_scopes
@@ -35,19 +35,34 @@ log = logging.getLogger("etl")
 
 
 class _EtlGroup(click.Group):
-    """Maps the tool's errors to the CONTRACT's exit codes with a one-line message."""
+    """Maps the tool's errors to the CONTRACT's exit codes with a one-line message (one
+    JSON object with `--log-format json`), and gives a run that ends so its summary."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except EtlError as exc:
-            for line in str(exc).splitlines():
-                click.echo(f"error: {line}", err=True)
-            ctx.exit(int(exc.exit_code))
+            _fail(ctx, exc, int(exc.exit_code), str(exc).splitlines())
         except Interrupted as exc:
-            click.echo(f"error: {exc}: stopped between two batches, nothing half-written; "
-                       "a run in progress is recorded as failed", err=True)
-            ctx.exit(exc.exit_code)
+            _fail(ctx, exc, exc.exit_code, [f"{exc}: stopped between two batches, nothing "
+                                           "half-written; a run in progress is recorded as failed"])
+
+
+def _fail(ctx: click.Context, exc: BaseException, code: int, lines: list[str]) -> None:
+    obj = ctx.obj or {}
+    if obj.get("log_format") == "json":
+        log.error("%s", "; ".join(lines), extra={"event": "error", "fields": {"exit_code": code}})
+    else:
+        for line in lines:
+            click.echo(f"error: {line}", err=True)
+    command = obj.get("run_command")
+    if command is not None:  # a run's command: its summary is due all the same
+        document = summary.of_error(command, exc, code)
+        if obj.get("summary_file"):
+            summary.write_file(obj["summary_file"], document)
+        if obj.get("log_format") == "json":
+            click.echo(summary.dumps(document))
+    ctx.exit(code)
 
 
 class _JsonFormatter(logging.Formatter):
@@ -127,7 +142,7 @@ def _gid(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) ->
 def cli(ctx: click.Context, config_path: str | None, log_level: str, log_format: str) -> None:
     """Keep a SQL database in sync with Asana's time tracking entries."""
     _setup_logging(log_level, log_format)
-    ctx.obj = {"config_path": config_path}
+    ctx.obj = {"config_path": config_path, "log_format": log_format}
 
 
 def _settings(ctx: click.Context, *, require_file: bool = True) -> Settings:
@@ -148,27 +163,44 @@ def db_upgrade(ctx: click.Context, revision: str) -> None:
     engine = db.make_engine(settings.database_url)
     db.check_connection(engine)
     db.upgrade(engine, revision)
-    click.echo(f"{db.mask_url(settings.database_url)} is at revision {db.current_revision(engine)}")
+    where, now = db.mask_url(settings.database_url), db.current_revision(engine)
     engine.dispose()
+    if _json(ctx):
+        click.echo(summary.dumps({"event": "db_upgraded", "database": where, "revision": now}))
+    else:
+        click.echo(f"{where} is at revision {now}")
+
+
+def _json(ctx: click.Context) -> bool:
+    return ctx.obj.get("log_format") == "json"
+
+
+def _run_command(ctx: click.Context, command: str, summary_file: str | None) -> None:
+    """This command is a run: whatever ends it, its summary goes to stdout (with
+    `--log-format json`) and to `summary_file`."""
+    ctx.obj.update(run_command=command, summary_file=summary_file)
 
 
 def _finish(ctx: click.Context, result: RunResult, metrics_file: str | None = None) -> None:
-    for scope in result.failed_scopes:
-        click.echo(f"error: scope {scope.scope} failed: {scope.error}", err=True)
+    if not _json(ctx):  # as JSON, the scope_failed log lines say it
+        for scope in result.failed_scopes:
+            click.echo(f"error: scope {scope.scope} failed: {scope.error}", err=True)
     if metrics_file:
         write_metrics(metrics_file, result)
+    document = result.document()
+    if ctx.obj.get("summary_file"):
+        summary.write_file(ctx.obj["summary_file"], document)
     # the last line of every run, on stdout and in the log (in either format)
     log.info(result.summary(), extra={"event": "summary", "run_id": result.run_id,
-                                         "fields": {"status": result.status,
-                                                    **vars(result.counts),
-                                                    "seconds": round(result.seconds, 3)}})
-    click.echo(result.summary())
+                                         "fields": document})
+    click.echo(summary.dumps(document) if _json(ctx) else result.summary())
     ctx.exit(int(result.exit_code))
 
 
-def _progress(title: str) -> contextlib.AbstractContextManager[Any]:
-    """Live progress on stderr when it is a terminal; nothing for cron mail and log files."""
-    if sys.stderr.isatty():
+def _progress(ctx: click.Context, title: str) -> contextlib.AbstractContextManager[Any]:
+    """Live progress on stderr when it is a terminal (and logs are text); nothing for
+    cron mail, log files or log shippers."""
+    if sys.stderr.isatty() and not _json(ctx):
         from etl.progress import TerminalProgress
 
         return TerminalProgress(sys.stderr, title)
@@ -179,6 +211,11 @@ metrics_option = click.option(
     "--metrics-file", type=click.Path(dir_okay=False),
     help="Write Prometheus textfile-collector metrics here at the end of the run "
          "(atomically: a temporary file, then a rename).",
+)
+summary_option = click.option(
+    "--summary-file", type=click.Path(dir_okay=False),
+    help="Write the run summary here as one JSON document (the last stdout line with "
+         "--log-format json), atomically, however the run ends.",
 )
 
 
@@ -192,9 +229,10 @@ metrics_option = click.option(
               help="Read Asana and report what would be inserted, updated and deleted; "
                    "write nothing and take no lock.")
 @metrics_option
+@summary_option
 @click.pass_context
 def sync(ctx: click.Context, recent_days: int | None, no_migrate: bool, dry_run: bool,
-         metrics_file: str | None) -> None:
+         metrics_file: str | None, summary_file: str | None) -> None:
     """The nightly run: read every configured scope (in full, or its last days with
     --recent), load it, detect deletions.
 
@@ -202,16 +240,20 @@ def sync(ctx: click.Context, recent_days: int | None, no_migrate: bool, dry_run:
     2 configuration or database error, 3 Asana refused the token or plan, 4 another
     run holds the lock.
     """
-    settings = _settings(ctx)
     if dry_run:
         from etl.dryrun import run_dry_run
 
-        dry = run_dry_run(settings, recent_days=recent_days)
-        for scope, error in dry.failed:
-            click.echo(f"error: scope {scope} failed: {error}", err=True)
-        click.echo(dry.summary())
+        dry = run_dry_run(_settings(ctx), recent_days=recent_days)
+        if _json(ctx):
+            click.echo(summary.dumps(dry.document()))
+        else:
+            for scope, error in dry.failed:
+                click.echo(f"error: scope {scope} failed: {error}", err=True)
+            click.echo(dry.summary())
         ctx.exit(int(ExitCode.SCOPE_FAILED if dry.failed else ExitCode.OK))
-    with _progress("sync") as progress:
+    _run_command(ctx, "sync", summary_file)
+    settings = _settings(ctx)
+    with _progress(ctx, "sync") as progress:
         result = run_sync(settings, recent_days=recent_days, migrate=not no_migrate,
                           progress=progress)
     _finish(ctx, result, metrics_file)
@@ -229,9 +271,10 @@ def sync(ctx: click.Context, recent_days: int | None, no_migrate: bool, dry_run:
               help="Read only entries entered on or before this date (asked of Asana).")
 @click.option("--no-migrate", is_flag=True, help="Do not apply pending migrations first.")
 @metrics_option
+@summary_option
 @click.pass_context
 def backfill(ctx: click.Context, users, projects, portfolios, tasks, workspaces, since, until,
-             no_migrate: bool, metrics_file: str | None) -> None:
+             no_migrate: bool, metrics_file: str | None, summary_file: str | None) -> None:
     """A one-off load of the scopes named here (else every configured scope), of the
     days between --since and --until (else all); deletions are looked for in those days
     only."""
@@ -242,9 +285,10 @@ def backfill(ctx: click.Context, users, projects, portfolios, tasks, workspaces,
         + [Scope("portfolio", g) for g in portfolios]
         + [Scope("task", g) for g in tasks]
     )
+    _run_command(ctx, "backfill", summary_file)
     window = DateWindow(since.date() if since else None, until.date() if until else None)
     settings = _settings(ctx)
-    with _progress("backfill") as progress:
+    with _progress(ctx, "backfill") as progress:
         result = run_backfill(settings, scopes=list(dict.fromkeys(named)) or None,
                               window=window, migrate=not no_migrate, progress=progress)
     _finish(ctx, result, metrics_file)
@@ -270,14 +314,30 @@ def status(ctx: click.Context, as_json: bool, check: bool, stale_hours: float, l
                                 full_stale_after=dt.timedelta(days=full_days))
     engine.dispose()
     stale = [s for s in scopes if s["stale"] and s["configured"]]
-    if as_json:
+    if _json(ctx):  # one object on one line, like every line of the JSON format
+        click.echo(json.dumps({"runs": recent, "scopes": scopes}, default=_iso_default,
+                              ensure_ascii=False))
+    elif as_json:
         click.echo(json.dumps({"runs": recent, "scopes": scopes}, default=str, indent=2))
     else:
         _print_status(recent, scopes, now)
     if check and stale:
-        click.echo(f"{len(stale)} scope(s) stale (no success in {stale_hours:g} h, or no full "
-                   f"read in {full_days} days)", err=True)
+        message = (f"{len(stale)} scope(s) stale (no success in {stale_hours:g} h, or no full "
+                   f"read in {full_days} days)")
+        if _json(ctx):
+            log.error("%s", message, extra={"event": "stale", "fields": {
+                "exit_code": int(ExitCode.SCOPE_FAILED),
+                "scopes": [f"{s['scope_type']}:{s['scope_gid']}" for s in stale]}})
+        else:
+            click.echo(message, err=True)
         ctx.exit(int(ExitCode.SCOPE_FAILED))
+
+
+def _iso_default(value: Any) -> str:
+    """JSON for what json cannot say itself: dates and timestamps as ISO 8601."""
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    return str(value)
 
 
 def _print_status(recent: list[dict[str, Any]], scopes: list[dict[str, Any]], now: dt.datetime) -> None:
@@ -322,22 +382,33 @@ def check(ctx: click.Context) -> None:
     configured scope exists and is visible. One small request per scope; writes
     nothing. Exit 0 only if everything passes."""
     settings = _settings(ctx)
-    click.echo(f"config {settings.source}: valid, {len(settings.scopes)} scopes, database "
-               f"{db.mask_url(settings.database_url)}")
+    database = db.mask_url(settings.database_url)
+    if not _json(ctx):
+        click.echo(f"config {settings.source}: valid, {len(settings.scopes)} scopes, database "
+                   f"{database}")
     if not settings.scopes:
         raise ConfigError(f"no scopes to check: add some under [scopes] in {settings.source}")
     results = check_scopes(settings)
     for r in results:
-        if r.ok:
+        if _json(ctx):
+            click.echo(summary.dumps({"event": "scope_checked", "scope": str(r.scope), "ok": r.ok,
+                                      "status": r.status, "message": r.message, "fix": r.fix}))
+        elif r.ok:
             click.echo(f"ok    {r.scope}")
         else:
             click.echo(f"FAIL  {r.scope}: {r.message}")
             click.echo(f"      fix: {r.fix}")
     failed = [r for r in results if not r.ok]
-    click.echo(f"{len(results) - len(failed)} of {len(results)} scopes passed")
+    code = ExitCode.OK
     if failed:
-        ctx.exit(int(ExitCode.ASANA_REFUSED if failed[0].status in (401, 402)
-                     else ExitCode.SCOPE_FAILED))
+        code = ExitCode.ASANA_REFUSED if failed[0].status in (401, 402) else ExitCode.SCOPE_FAILED
+    if _json(ctx):
+        click.echo(summary.dumps({"event": "checked", "config": settings.source,
+                                  "database": database, "scopes": len(results),
+                                  "passed": len(results) - len(failed), "exit_code": int(code)}))
+    else:
+        click.echo(f"{len(results) - len(failed)} of {len(results)} scopes passed")
+    ctx.exit(int(code))
 
 
 @cli.command()
@@ -347,10 +418,16 @@ def check(ctx: click.Context) -> None:
 @click.pass_context
 def demo(ctx: click.Context, database_url: str, entries: int) -> None:
     """Sync a simulated Asana into a local SQLite file: try the tool without a token."""
+    _run_command(ctx, "demo", None)
     result = run_demo(database_url, entries=entries)
+    top = top_projects(database_url, 5)
+    if _json(ctx):
+        click.echo(summary.dumps({"event": "demo", "database": _where(database_url),
+                                  "top_projects": [{"project": n, "hours": h} for n, h in top]}))
+        _finish(ctx, result)
     click.echo(f"database: {_where(database_url)}")
     click.echo("hours per project, top five:")
-    for name, hours in top_projects(database_url, 5):
+    for name, hours in top:
         click.echo(f"  {hours:9.1f}  {name}")
     if database_url.startswith("sqlite:///"):
         path = Path(database_url.removeprefix("sqlite:///"))

@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -42,6 +43,17 @@ class DryRunResult:
     unlink: int = 0
     rejected: int = 0
     seconds: float = 0.0
+
+    def document(self) -> dict[str, Any]:
+        """The dry run's findings as one JSON object (with `--log-format json`)."""
+        return {
+            "schema": "asana-etl/dry-run/1", "command": "sync --dry-run",
+            "scopes": self.scopes, "windowed": self.windowed,
+            "failed": [{"scope": str(scope), "error": error} for scope, error in self.failed],
+            "entries_seen": self.entries, "insert": self.insert, "update": self.update,
+            "unchanged": self.unchanged, "delete": self.delete, "unlink": self.unlink,
+            "rejected": self.rejected, "seconds": round(self.seconds, 3),
+        }
 
     def summary(self) -> str:
         notes = [f"{self.windowed} in a window of days"] if self.windowed else []

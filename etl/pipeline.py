@@ -75,6 +75,8 @@ CONFIRM_BATCH = 2000
 
 @dataclass
 class ScopeResult:
+    """What a run did with one scope (its `sync_run_scopes` row, as the run knows it)."""
+
     scope: Scope
     status: str = runs.RUNNING
     counts: PageCounts = field(default_factory=PageCounts)
@@ -88,9 +90,30 @@ class ScopeResult:
     listings: int = 0
     requests: int = 0
 
+    def document(self) -> dict[str, Any]:
+        """The scope as the run summary shows it."""
+        c = self.counts
+        return {
+            "scope": str(self.scope), "status": self.status, "entries_seen": c.entries,
+            "inserted": c.inserted, "updated": c.updated, "unchanged": c.unchanged,
+            "deleted": c.deleted, "rejected": c.rejected, "error": self.error,
+            "window": {"since": _iso(self.window.since), "until": _iso(self.window.until)},
+            "listings": self.listings, "pages": self.pages, "requests": self.requests,
+            "retries": self.retries, "restarts": self.restarts,
+        }
+
+
+#: The version of the run summary document (`RunResult.document`); a change that drops or
+#: renames a key gets a new one.
+SUMMARY_SCHEMA = "asana-etl/run-summary/1"
+
 
 @dataclass
 class RunResult:
+    """What a run did: its `sync_runs` row and its scopes. `run_sync` returns one for
+    every run that started, failed scopes included; the run summary (`document`) is
+    built from it, so the two always agree."""
+
     command: str
     run_id: int | None
     status: str
@@ -99,8 +122,12 @@ class RunResult:
     seconds: float
     load_seconds: float = 0.0
     requests: int = 0
+    retries: int = 0
     rate_limited: int = 0
     last_success: float | None = None  # Unix time of the last fully successful run
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    error: str | None = None
 
     @property
     def exit_code(self) -> ExitCode:
@@ -109,6 +136,47 @@ class RunResult:
     @property
     def failed_scopes(self) -> list[ScopeResult]:
         return [s for s in self.scopes if s.status == runs.FAILED]
+
+    @property
+    def entries_seen(self) -> int:
+        return self.counts.entries
+
+    @property
+    def inserted(self) -> int:
+        return self.counts.inserted
+
+    @property
+    def updated(self) -> int:
+        return self.counts.updated
+
+    @property
+    def unchanged(self) -> int:
+        return self.counts.unchanged
+
+    @property
+    def deleted(self) -> int:
+        return self.counts.deleted
+
+    @property
+    def rejected(self) -> int:
+        return self.counts.rejected
+
+    def document(self, exit_code: int | None = None) -> dict[str, Any]:
+        """The run summary: one JSON object, the last line on stdout with `--log-format
+        json` and what `--summary-file` holds. `exit_code`, when the process exits with
+        another than the run's own (stopped by a signal, say)."""
+        return {
+            "schema": SUMMARY_SCHEMA, "run_id": self.run_id, "command": self.command,
+            "status": self.status,
+            "exit_code": int(self.exit_code if exit_code is None else exit_code),
+            "entries_seen": self.entries_seen, "inserted": self.inserted,
+            "updated": self.updated, "unchanged": self.unchanged, "deleted": self.deleted,
+            "rejected": self.rejected, "scopes": [s.document() for s in self.scopes],
+            "seconds": round(self.seconds, 3), "requests": self.requests,
+            "retries": self.retries, "rate_limited": self.rate_limited,
+            "started_at": _iso(self.started_at), "finished_at": _iso(self.finished_at),
+            "error": self.error,
+        }
 
     def summary(self) -> str:
         c = self.counts
@@ -119,6 +187,15 @@ class RunResult:
             f"{c.inserted} inserted, {c.updated} updated, {c.unchanged} unchanged, "
             f"{c.deleted} deleted, {c.rejected} rejected in {self.seconds:.1f} s"
         )
+
+
+def _iso(value: dt.date | dt.datetime | None) -> str | None:
+    """ISO 8601 (a timestamp in UTC, with `T`), or None."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).isoformat()
+    return value.isoformat()
 
 
 def open_database(url: str) -> sa.Engine:
@@ -290,6 +367,9 @@ class _Run:
             self.run_id = runs.start_run(conn, command, len(self.scopes), now)
             for scope in self.scopes:
                 runs.start_scope(conn, self.run_id, scope, now, windows[scope])
+        self.started_at = now
+        self.finished_at: dt.datetime | None = None
+        self.error: str | None = None
         logcontext.set_run(self.run_id)
         self.progress: Progress | None = None
 
@@ -314,6 +394,8 @@ class _Run:
                     result.status, result.error = runs.FAILED, _describe(exc)
                     self._close_scope(result)
             self._finish(runs.FAILED, error=_describe(exc))
+            # what was done before it, for the run summary of a run that stopped
+            exc.result = self._result(runs.FAILED, last_success=None)
             raise
         _Run.current = None
         failed = sum(r.status == runs.FAILED for r in self.results.values())
@@ -490,8 +572,9 @@ class _Run:
 
     def _finish(self, status: str, error: str | None) -> None:
         failed = sum(r.status == runs.FAILED for r in self.results.values())
+        self.finished_at, self.error = runs.utcnow(), error
         with self.engine.begin() as conn:
-            runs.finish_run(conn, self.run_id, status, runs.utcnow(), scopes_failed=failed,
+            runs.finish_run(conn, self.run_id, status, self.finished_at, scopes_failed=failed,
                             error=error)
         total = self._totals()
         stats = self.fetcher.stats
@@ -512,21 +595,27 @@ class _Run:
             total.add(r.counts)
         return total
 
-    def _result(self, status: str) -> RunResult:
-        with self.engine.connect() as conn:
-            last_success = runs.last_success(conn, self.command)
-        total = self._totals()
+    def _result(self, status: str, last_success: float | None | bool = True) -> RunResult:
+        """The run's result; `last_success` True: read from the database."""
+        if last_success is True:
+            with self.engine.connect() as conn:
+                last_success = runs.last_success(conn, self.command)
+        stats = self.fetcher.stats
         return RunResult(
             command=self.command,
             run_id=self.run_id,
             status=status,
             scopes=list(self.results.values()),
-            counts=total,
+            counts=self._totals(),
             seconds=time.monotonic() - self.started,
             load_seconds=self.load_seconds,
-            requests=self.fetcher.stats.requests,
-            rate_limited=self.fetcher.stats.rate_limited,
+            requests=stats.requests,
+            retries=stats.retries,
+            rate_limited=stats.rate_limited,
             last_success=last_success,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            error=self.error,
         )
 
 

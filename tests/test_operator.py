@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import pty
@@ -12,9 +13,11 @@ from pathlib import Path
 
 import click
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
+from etl import db
 from etl.cli import cli
 from tests.helpers import TOKEN
 
@@ -210,3 +213,89 @@ def test_dry_run_reports_changes_and_leaves_the_database_byte_identical(asana_se
     assert len(asana_server.requests) > requests_before  # it did read Asana
     real = invoke("--config", path, "sync")
     assert "1 inserted, 1 updated" in real.stdout and "1 deleted" in real.stdout
+
+
+def test_with_json_logs_every_line_is_json_and_the_last_is_the_run_summary(
+    asana_server, config, tmp_path, database_url
+):
+    data = asana_server.dataset
+    path = config(f'workspace = "{data.workspace_gid}"\nprojects = ["999"]')
+    summary_file = tmp_path / "out" / "summary.json"
+    summary_file.parent.mkdir()
+    result = invoke("--log-format", "json", "--config", path, "sync",
+                    "--summary-file", str(summary_file))
+    assert result.exit_code == 1
+    out = [json.loads(line) for line in result.stdout.splitlines()]
+    err = [json.loads(line) for line in result.stderr.splitlines()]
+    assert out and err and all(isinstance(x, dict) for x in out + err)
+    document = out[-1]
+    assert document == json.loads(summary_file.read_text())  # the same, written whole
+    assert not list(summary_file.parent.glob(".*.tmp"))
+    assert {"schema", "run_id", "command", "status", "exit_code", "entries_seen", "inserted",
+            "updated", "unchanged", "deleted", "rejected", "scopes", "seconds", "requests",
+            "retries", "rate_limited"} <= set(document)
+    assert (document["command"], document["status"], document["exit_code"]) == ("sync", "partial", 1)
+    engine = sa.create_engine(database_url)
+    with engine.connect() as conn:
+        run = conn.execute(sa.select(db.sync_runs)).one()._mapping
+        scopes = {f"{r.scope_type}:{r.scope_gid}": r._mapping
+                  for r in conn.execute(sa.select(db.sync_run_scopes))}
+    engine.dispose()
+    for key in ("entries_seen", "inserted", "updated", "unchanged", "deleted", "rejected",
+                "status"):
+        assert document[key] == run[key], key
+    assert document["run_id"] == run["id"]
+    assert dt.datetime.fromisoformat(document["started_at"]) == run["started_at"]
+    assert [s["scope"] for s in document["scopes"]] == [f"workspace:{data.workspace_gid}",
+                                                        "project:999"]
+    for item in document["scopes"]:
+        row = scopes[item["scope"]]
+        assert item["entries_seen"] == row["entries"] and item["status"] == row["status"]
+        for key in ("inserted", "updated", "unchanged", "deleted", "rejected", "error",
+                    "listings", "pages", "requests", "retries", "restarts"):
+            assert item[key] == row[key], key
+        assert item["window"] == {"since": None, "until": None}
+    assert "Unknown object" in document["scopes"][1]["error"]
+    assert document["requests"] >= 2 and document["rate_limited"] == 0
+
+
+def test_a_run_that_cannot_start_still_leaves_its_summary(asana_server, config, tmp_path):
+    path = config(f'workspace = "{asana_server.dataset.workspace_gid}"')
+    summary_file = tmp_path / "summary.json"
+    refused = CliRunner().invoke(cli, ["--log-format", "json", "--config", path, "backfill",
+                                       "--summary-file", str(summary_file)],
+                                 env={"ASANA_ACCESS_TOKEN": "wrong"}, catch_exceptions=False)
+    assert refused.exit_code == 3
+    lines = [json.loads(x) for x in refused.stdout.splitlines() + refused.stderr.splitlines()]
+    error = next(x for x in lines if x.get("event") == "error")
+    assert error["exit_code"] == 3 and "refused the token" in error["message"]
+    document = json.loads(summary_file.read_text())
+    assert document == json.loads(refused.stdout.splitlines()[-1])
+    assert (document["command"], document["status"], document["exit_code"],
+            document["run_id"]) == ("backfill", "failed", 3, None)
+    assert "wrong" not in summary_file.read_text()
+
+
+@pytest.mark.parametrize("args", [["status"], ["check"], ["db", "upgrade"],
+                                  ["sync", "--dry-run"]])
+def test_every_command_speaks_json_lines_when_asked(asana_server, config, args):
+    path = config(f'workspace = "{asana_server.dataset.workspace_gid}"')
+    invoke("--config", path, "sync")
+    result = invoke("--log-format", "json", "--config", path, *args)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines() + result.stderr.splitlines()
+    assert lines and all(isinstance(json.loads(x), dict) for x in lines)
+
+
+def test_the_readme_python_example_runs(asana_server, tmp_path, database_url):
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Python API"):]
+    code = section[section.index("```python\n") + 10:section.index("```", section.index("```python") + 9)]
+    (tmp_path / "config.toml").write_text(
+        f'[asana]\nbase_url = "{asana_server.base_url}"\n[database]\nurl = "{database_url}"\n'
+        f'[scopes]\nworkspace = "{asana_server.dataset.workspace_gid}"\n', encoding="utf-8")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120,
+                          env={**os.environ, "ASANA_ACCESS_TOKEN": TOKEN, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[:3] == ["succeeded", str(len(asana_server.dataset.entries)), "0"]
