@@ -21,6 +21,7 @@ from etl.config import ENV_CONFIG, MAX_DAYS, DateWindow, Scope, Settings, load_s
 from etl.demo import DEMO_DATABASE_URL, run_demo, top_projects
 from etl.check import check_scopes
 from etl.errors import ConfigError, EtlError, ExitCode, Interrupted
+from etl.lock import schema_lock
 from etl.logcontext import ContextFilter
 from etl.metrics import write_metrics
 from etl.pipeline import (
@@ -162,7 +163,8 @@ def db_upgrade(ctx: click.Context, revision: str) -> None:
     settings = _settings(ctx, require_file=False)
     engine = db.make_engine(settings.database_url)
     db.check_connection(engine)
-    db.upgrade(engine, revision)
+    with schema_lock(engine):  # one process migrates at a time
+        db.upgrade(engine, revision)
     where, now = db.mask_url(settings.database_url), db.current_revision(engine)
     engine.dispose()
     if _json(ctx):

@@ -95,8 +95,9 @@ def upsert_entries(
             c.unchanged += 1
         current[gid] = content_hash
         latest[gid] = values
-    new = [v for gid, v in latest.items() if gid not in stored]
-    changed = [v for gid, v in latest.items() if gid in stored and stored[gid] != v[HASH]]
+    # in gid order: runs over overlapping entries then lock rows in the same order
+    new = sorted(v for gid, v in latest.items() if gid not in stored)
+    changed = sorted(v for gid, v in latest.items() if gid in stored and stored[gid] != v[HASH])
     _write_entries(conn, new, changed, now)
     return Upserted(counts, {v[0] for v in new})
 
@@ -111,16 +112,18 @@ def _write_entries(
     """Insert the new rows and update the changed ones by the backend's fastest way.
 
     On PostgreSQL, new rows are COPied straight into the table (the batch's transaction
-    saw that they are not there, and only one run writes at a time); changed ones go
-    through a temporary table and one INSERT ... ON CONFLICT.
+    saw that they are not there); should another run over other scopes have inserted one
+    of them since, they go the way changed ones do: through a temporary table and one
+    INSERT ... ON CONFLICT.
     """
     dialect = conn.dialect
     stamp = _copy_stamp(now) if dialect.name == "postgresql" else _processor(
         entries.c.updated_at, dialect)(now)
     tail = (stamp, stamp, None)
     if dialect.name == "postgresql":
-        if new:
-            _copy(conn, entries.name, _WRITTEN, [row + tail for row in new])
+        if new and not _copy_unless_duplicate(conn, entries.name, _WRITTEN,
+                                              rows := [row + tail for row in new]):
+            _upsert_by_copy(conn, rows)
         if changed:
             _upsert_by_copy(conn, [row + tail for row in changed])
     elif new or changed:

@@ -59,7 +59,7 @@ from etl.load import (
     mark_seen,
     upsert_entries,
 )
-from etl.lock import run_lock
+from etl.lock import ScopeLocks, schema_lock, scope_locks
 from etl.runs import PageCounts
 from etl.transform import RowValues
 
@@ -206,9 +206,12 @@ def open_database(url: str) -> sa.Engine:
 
 
 def migrate_or_check(engine: sa.Engine, *, migrate: bool) -> None:
-    """Bring the schema to head, or with `migrate` off, insist that it is there."""
+    """Bring the schema to head (one process at a time: see `lock.schema_lock`), or with
+    `migrate` off, insist that it is there."""
     if migrate:
-        db.upgrade(engine)
+        if not db.is_up_to_date(engine):
+            with schema_lock(engine):
+                db.upgrade(engine)  # nothing to do if another run got there first
     elif not db.is_up_to_date(engine):
         raise DatabaseError(
             f"the schema of {db.mask_url(str(engine.url))} is not up to date: "
@@ -262,7 +265,7 @@ def run_sync(
             checked = fetcher.preflight(scopes[0])
             feed = plan.feedable(settings.asana.requests_per_minute / 60.0, checked.latency,
                                  settings.asana.concurrency)
-            with run_lock(engine, command):
+            with scope_locks(engine, scopes, command) as locks:
                 listings = None
                 if migrate and db.current_revision(engine) is None:
                     # a database with no schema yet holds nothing to plan by: reading
@@ -274,7 +277,7 @@ def run_sync(
                 migrate_or_check(engine, migrate=migrate)
                 if listings is None:
                     windows = _windows(engine, scopes, window, recent, settings, today)
-                run = _Run(engine, fetcher, settings, command, windows, feed, listings)
+                run = _Run(engine, fetcher, settings, command, windows, feed, locks, listings)
                 run.progress = progress
                 return run.execute()
     finally:
@@ -339,9 +342,10 @@ class _Run:
     current: _Run | None = None
 
     def __init__(self, engine: sa.Engine, fetcher: Fetcher, settings: Settings, command: str,
-                 windows: dict[Scope, DateWindow], feed: int,
+                 windows: dict[Scope, DateWindow], feed: int, locks: ScopeLocks,
                  listings: list[plan.Listing] | None = None) -> None:
-        """`listings`: those the fetcher was already given (else the run plans them)."""
+        """`locks`: the run's scope locks, held; `listings`: those the fetcher was already
+        given (else the run plans them)."""
         self.engine = engine
         self.listings = listings
         self.fetcher = fetcher
@@ -359,11 +363,15 @@ class _Run:
         self.confirming: dict[Scope, str] = {}
         with engine.begin() as conn:
             now = runs.utcnow()
-            abandoned = runs.abandon_running(conn, now)
-            if abandoned:
-                log.warning("runs %s were left running by a dead process: marked abandoned",
-                            ", ".join(f"#{i}" for i in abandoned))
-            forget_seen(conn)  # leftovers of those runs
+            # a live run holds all its scopes' locks: one free (or ours) means it is gone
+            dead = [run for run, scopes in runs.running_runs(conn).items()
+                    if any(locks.free(scope) for scope in scopes)]
+            if dead:
+                runs.abandon(conn, dead, now)
+                for run in dead:
+                    forget_seen(conn, run)  # what their passes had seen
+                log.warning("run%s %s left running by a process that died: marked abandoned",
+                            "s" if len(dead) > 1 else "", ", ".join(f"#{i}" for i in dead))
             self.run_id = runs.start_run(conn, command, len(self.scopes), now)
             for scope in self.scopes:
                 runs.start_scope(conn, self.run_id, scope, now, windows[scope])
@@ -463,7 +471,6 @@ class _Run:
         also: dict[Scope, list[str]] = {}  # seen but not loaded: rejected records
         rejections: dict[Scope, list[Rejection]] = {}
         answers: dict[Scope, list[tuple[str, dict[str, Any] | None]]] = {}
-        counts: dict[Scope, PageCounts] = {}
         pages_of: dict[Scope, int] = {}
         for message in batch:
             scope = message.scope
@@ -476,7 +483,8 @@ class _Run:
             listed.setdefault(scope, []).extend([values[0] for values in message.rows])
             also.setdefault(scope, []).extend(message.rejected_gids)
             rejections.setdefault(scope, []).extend(message.rejections)
-        with self.engine.begin() as conn:
+        def write(conn: sa.Connection) -> dict[Scope, PageCounts]:
+            counts: dict[Scope, PageCounts] = {}
             upserted = upsert_entries(conn, rows, now)
             for scope in listed:
                 linked_before = link_entries(conn, scope, listed[scope], now, also=also[scope],
@@ -495,6 +503,9 @@ class _Run:
                 counts.setdefault(scope, PageCounts()).add(confirmed)
             runs.record_batch(conn, self.run_id,
                               {scope: (counts[scope], pages_of[scope]) for scope in pages_of})
+            return counts
+
+        counts = _retrying(self.engine, write)
         self.load_seconds += time.monotonic() - started
         for scope, c in counts.items():
             result = self.results[scope]
@@ -617,6 +628,47 @@ class _Run:
             finished_at=self.finished_at,
             error=self.error,
         )
+
+
+#: Attempts at a batch whose transaction a concurrent run's made the server give up.
+BATCH_ATTEMPTS = 5
+
+
+def _retrying(engine: sa.Engine, write: Callable[[sa.Connection], Any]) -> Any:
+    """`write` in one transaction, again (from the start) if the server broke a deadlock
+    or a lock wait with a run writing the same entries from other scopes."""
+    for attempt in range(1, BATCH_ATTEMPTS + 1):
+        try:
+            with engine.begin() as conn:
+                return write(conn)
+        except sa.exc.DBAPIError as exc:
+            if attempt == BATCH_ATTEMPTS or not _contended(exc):
+                raise
+            log.info("batch written again after %s (attempt %d)", _contention(exc), attempt)
+            time.sleep(0.05 * 2 ** attempt)
+    raise AssertionError("unreachable")
+
+
+#: What servers say when two transactions wait on each other: PostgreSQL sqlstates,
+#: MySQL error numbers, SQLite's words once its busy timeout ran out.
+_DEADLOCK_SQLSTATES = {"40P01", "40001"}
+_DEADLOCK_ERRNOS = {1213, 1205}
+
+
+def _contended(exc: sa.exc.DBAPIError) -> bool:
+    return _contention(exc) is not None
+
+
+def _contention(exc: sa.exc.DBAPIError) -> str | None:
+    orig = exc.orig
+    if getattr(orig, "sqlstate", None) in _DEADLOCK_SQLSTATES:
+        return f"PostgreSQL {orig.sqlstate}"
+    args = getattr(orig, "args", ())
+    if args and args[0] in _DEADLOCK_ERRNOS:
+        return f"MySQL error {args[0]}"
+    if "database is locked" in str(orig):
+        return "SQLite: database is locked"
+    return None
 
 
 def _describe(exc: BaseException) -> str:

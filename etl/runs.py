@@ -162,14 +162,25 @@ def finish_run(
     )
 
 
-def abandon_running(conn: sa.Connection, now: dt.datetime) -> list[int]:
-    """Runs still marked running were left by a dead process (the caller holds the run
-    lock, so none is alive): mark them and their unfinished scopes abandoned."""
-    ids = list(conn.execute(sa.select(sync_runs.c.id).where(sync_runs.c.status == RUNNING)).scalars())
+def running_runs(conn: sa.Connection) -> dict[int, list[Scope]]:
+    """Runs still marked running, with their scopes (a live run holds all their locks)."""
+    query = (
+        sa.select(sync_run_scopes.c.run_id, sync_run_scopes.c.scope_type, sync_run_scopes.c.scope_gid)
+        .join(sync_runs, sync_runs.c.id == sync_run_scopes.c.run_id)
+        .where(sync_runs.c.status == RUNNING)
+    )
+    running: dict[int, list[Scope]] = {}
+    for run_id, kind, gid in conn.execute(query):
+        running.setdefault(run_id, []).append(Scope(kind, gid))
+    return running
+
+
+def abandon(conn: sa.Connection, ids: Sequence[int], now: dt.datetime) -> None:
+    """These runs' processes are gone: mark them and their unfinished scopes abandoned."""
     if ids:
         conn.execute(
             sa.update(sync_runs)
-            .where(sync_runs.c.id.in_(ids))
+            .where(sync_runs.c.id.in_(ids), sync_runs.c.status == RUNNING)
             .values(status=ABANDONED, finished_at=now, error="the process running it died")
         )
         conn.execute(
@@ -177,7 +188,6 @@ def abandon_running(conn: sa.Connection, now: dt.datetime) -> list[int]:
             .where(sync_run_scopes.c.run_id.in_(ids), sync_run_scopes.c.status == RUNNING)
             .values(status=ABANDONED, finished_at=now)
         )
-    return ids
 
 
 def last_success(conn: sa.Connection, command: str) -> float | None:

@@ -1,7 +1,11 @@
-"""One run at a time per database, on every backend."""
+"""Locks per scope, on every backend: runs over disjoint scopes share a database, a run
+over a scope that another holds exits 4 naming it, and a dead run's locks are free."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -9,9 +13,10 @@ import pytest
 import sqlalchemy as sa
 
 from etl import db
+from etl.config import Scope
 from etl.errors import ExitCode, LockError
 from etl.pipeline import run_sync
-from tests.helpers import expected_rows, stored_rows
+from tests.helpers import TOKEN, expected_rows, stored_rows
 
 
 def test_a_second_run_exits_4_naming_the_run_that_holds_the_lock(
@@ -41,7 +46,8 @@ def test_a_second_run_exits_4_naming_the_run_that_holds_the_lock(
         release.set()
         first.join(timeout=60)
     assert info.value.exit_code == ExitCode.LOCKED
-    assert "another run holds the lock on this database: run #1 (sync, pid " in str(info.value)
+    assert "another run holds scope " in str(info.value)
+    assert ": run #1 (sync, pid " in str(info.value)
     assert outcome["result"].status == "succeeded"
     # the refused run left no trace, and the lock is free again
     with engine.connect() as conn:
@@ -58,3 +64,82 @@ def running(engine) -> bool:
                                     .where(db.sync_runs.c.status == "running")))
     except sa.exc.SQLAlchemyError:  # no tables yet
         return False
+
+
+def start_sync(tmp_path, name: str, server, database_url: str, users: list[str]):
+    config = tmp_path / f"{name}.toml"
+    config.write_text(
+        f'[asana]\nbase_url = "{server.base_url}"\npage_size = 10\n'
+        f"requests_per_minute = 1000000\nmax_retries = 1\nbackoff_max_seconds = 0.01\n"
+        f"[scopes]\nusers = [{', '.join(repr(u).replace(chr(39), chr(34)) for u in users)}]\n",
+        encoding="utf-8")
+    env = {**os.environ, "ASANA_ACCESS_TOKEN": TOKEN, "ASANA_ETL_DATABASE_URL": database_url}
+    return subprocess.Popen([sys.executable, "-m", "etl", "--config", str(config), "sync"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def test_runs_over_disjoint_scopes_share_a_database_and_an_overlapping_one_exits_4(
+    asana_server, engine, database_url, tmp_path
+):
+    data = asana_server.dataset
+    users = sorted(data.users)
+    first, second, overlapping = users[:5], users[5:], [users[4], users[9]]
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_first_run(path, params):
+        # the first run's first user waits at its second page until told
+        if params.get("user") == first[0] and "offset" in params and not release.is_set():
+            held.set()
+            release.wait(timeout=60)
+
+    asana_server.before_answer = hold_the_first_run
+    # both on a database with no schema yet: they take turns to migrate it
+    a = start_sync(tmp_path, "a", asana_server, database_url, first)
+    b = start_sync(tmp_path, "b", asana_server, database_url, second)
+    try:
+        assert held.wait(timeout=60), "the first run never reached its second page"
+        b_output, _ = b.communicate(timeout=120)
+        assert b.returncode == 0, b_output
+        started = time.monotonic()
+        c = start_sync(tmp_path, "c", asana_server, database_url, overlapping)
+        c_output, _ = c.communicate(timeout=60)
+        assert c.returncode == 4, c_output
+        assert time.monotonic() - started < 30  # at once, not after the run in flight
+        assert f"another run holds scope user:{first[4]}: run #" in c_output
+    finally:
+        release.set()
+        a_output, _ = a.communicate(timeout=120)
+    assert a.returncode == 0, a_output
+    asana_server.before_answer = None
+
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(db.sync_runs).order_by(db.sync_runs.c.id)).all()
+    assert [r.status for r in rows] == ["succeeded", "succeeded"]  # the refused one left none
+    one, two = rows
+    assert one.started_at < two.finished_at and two.started_at < one.finished_at  # side by side
+    assert stored_rows(engine) == expected_rows(data)  # every user's entries: all of them
+
+
+def test_a_dead_runs_scopes_are_free_and_a_live_runs_are_not(
+    asana_server, make_settings, engine, sleep
+):
+    """Only a run whose process is gone is marked abandoned: its locks are free."""
+    from etl.lock import scope_locks
+    from etl import runs
+
+    users = sorted(asana_server.dataset.users)
+    settings = make_settings([Scope("user", users[0])])
+    run_sync(settings, sleep=sleep)  # the schema
+    now = runs.utcnow()
+    with engine.begin() as conn:  # two runs left running: one alive (below), one dead
+        alive = runs.start_run(conn, "sync", 1, now)
+        runs.start_scope(conn, alive, Scope("user", users[1]), now)
+        dead = runs.start_run(conn, "sync", 1, now)
+        runs.start_scope(conn, dead, Scope("user", users[2]), now)
+    with scope_locks(engine, [Scope("user", users[1])], "sync"):  # the live one's lock
+        result = run_sync(make_settings([Scope("user", users[3])]), sleep=sleep)
+    assert result.status == "succeeded"
+    with engine.connect() as conn:
+        status = dict(conn.execute(sa.select(db.sync_runs.c.id, db.sync_runs.c.status)).all())
+    assert status[alive] == "running" and status[dead] == "abandoned"
