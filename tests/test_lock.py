@@ -66,6 +66,14 @@ def running(engine) -> bool:
         return False
 
 
+def runs_begun(engine) -> int:
+    try:
+        with engine.connect() as conn:
+            return conn.scalar(sa.select(sa.func.count()).select_from(db.sync_runs))
+    except sa.exc.SQLAlchemyError:  # no tables yet
+        return 0
+
+
 def listed(key: str, gids: list[str]) -> str:
     """A `[scopes]` line: `users = ["1", "2"]`."""
     return f"{key} = [" + ", ".join(f'"{g}"' for g in gids) + "]"
@@ -93,10 +101,18 @@ def test_runs_over_disjoint_scopes_share_a_database_and_an_overlapping_one_exits
     held, release = threading.Event(), threading.Event()
 
     def hold_the_first_run(path, params):
-        # the first run's first user waits at its second page until told
-        if params.get("user") == first[0] and "offset" in params and not release.is_set():
+        # the first run's first user waits at its second page until told, and the second
+        # run's later pages wait for both runs' rows: a run's row is written after the
+        # schema is made, which one of them waits for while the other is already reading
+        if "offset" not in params or release.is_set():
+            return
+        if params.get("user") == first[0]:
             held.set()
             release.wait(timeout=60)
+        elif params.get("user") in second:
+            deadline = time.monotonic() + 60
+            while runs_begun(engine) < 2 and time.monotonic() < deadline:
+                time.sleep(0.02)
 
     asana_server.before_answer = hold_the_first_run
     # both on a database with no schema yet: they take turns to migrate it
