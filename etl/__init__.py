@@ -10,7 +10,7 @@ The Python API, for orchestrators that call it rather than the command line:
 `RunResult.document()`); a failed scope is in its result, not an exception. What they
 raise, and the exit code the command line gives for it: `ConfigError` 2 (also a
 `DatabaseError` that stops a run before it starts), `AuthError` 3, `LockError` 4,
-`Interrupted` 128 + the signal. Every exception of the tool is an `EtlError`, but for
+`DatabaseFailed` 5 (the database failed during the run), `Interrupted` 128 + the signal. Every exception of the tool is an `EtlError`, but for
 `Interrupted`, which like `KeyboardInterrupt` is a `BaseException`.
 
 The names are imported when first used, so that `import etl` stays cheap.
@@ -35,6 +35,8 @@ _API = {
     "EtlError": "etl.errors",
     "ConfigError": "etl.errors",
     "DatabaseError": "etl.errors",
+    "DatabaseFailed": "etl.errors",
+    "FetcherDied": "etl.errors",
     "AsanaError": "etl.errors",
     "AuthError": "etl.errors",
     "LockError": "etl.errors",
@@ -51,8 +53,10 @@ if TYPE_CHECKING:
         AuthError,
         ConfigError,
         DatabaseError,
+        DatabaseFailed,
         EtlError,
         ExitCode,
+        FetcherDied,
         Interrupted,
         LockError,
     )

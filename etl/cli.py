@@ -20,7 +20,7 @@ from etl import __version__, db, runs, summary
 from etl.config import ENV_CONFIG, MAX_DAYS, DateWindow, Scope, Settings, load_settings
 from etl.demo import DEMO_DATABASE_URL, run_demo, top_projects
 from etl.check import check_scopes
-from etl.errors import ConfigError, EtlError, ExitCode, Interrupted
+from etl.errors import ConfigError, DatabaseError, EtlError, ExitCode, Interrupted
 from etl.lock import schema_lock
 from etl.logcontext import ContextFilter
 from etl.metrics import write_metrics
@@ -51,6 +51,8 @@ class _EtlGroup(click.Group):
 
 def _fail(ctx: click.Context, exc: BaseException, code: int, lines: list[str]) -> None:
     obj = ctx.obj or {}
+    if isinstance(exc, DatabaseError):  # its cause, for a bug report: at debug only
+        log.debug("what the database driver said", exc_info=exc)
     if obj.get("log_format") == "json":
         log.error("%s", "; ".join(lines), extra={"event": "error", "fields": {"exit_code": code}})
     else:
@@ -240,7 +242,7 @@ def sync(ctx: click.Context, recent_days: int | None, no_migrate: bool, dry_run:
 
     Exit status: 0 every scope loaded, 1 some scope failed (the others are loaded),
     2 configuration or database error, 3 Asana refused the token or plan, 4 another
-    run holds the lock.
+    run holds one of its scopes, 5 the database failed during the run.
     """
     if dry_run:
         from etl.dryrun import run_dry_run

@@ -16,6 +16,7 @@ class ExitCode(enum.IntEnum):
     USAGE = 2
     ASANA_REFUSED = 3
     LOCKED = 4
+    DATABASE_FAILED = 5
 
 
 class EtlError(Exception):
@@ -34,6 +35,21 @@ class DatabaseError(EtlError):
     """The database cannot be reached or used (the message never holds a password)."""
 
     exit_code = ExitCode.USAGE
+
+
+class DatabaseFailed(DatabaseError):
+    """The database failed during the run (connection lost for good, disk or quota full,
+    server restarted): what committed stays. The message names the database (password
+    masked) and the server's reason, never SQL, bound values or entry contents."""
+
+    exit_code = ExitCode.DATABASE_FAILED
+
+
+class FetcherDied(EtlError):
+    """The fetcher process ended without being asked to (killed, out of memory): the
+    run's unfinished scopes fail."""
+
+    exit_code = ExitCode.SCOPE_FAILED
 
 
 class AsanaError(EtlError):
@@ -84,7 +100,8 @@ class OffsetExpiredError(RequestRejectedError):
 
 
 class LockError(EtlError):
-    """Another run holds this database's run lock."""
+    """Another run holds one of this run's scopes (or took it over after this run's lock
+    connection was lost)."""
 
     exit_code = ExitCode.LOCKED
 

@@ -61,7 +61,7 @@ from typing import Any
 from etl import logcontext, plan
 from etl.asana import AsanaClient, CallStats, Pagination, Sleep
 from etl.config import AsanaSettings, DateWindow, Scope, Secret
-from etl.errors import AsanaError, OffsetExpiredError
+from etl.errors import AsanaError, FetcherDied, OffsetExpiredError
 from etl.extract import Preflight, bounds_inclusive, expired, fetch_entry, pagination, preflight
 from etl.load import Rejection
 from etl.plan import Listing
@@ -143,10 +143,6 @@ class _Preflighted:
 @dataclass
 class _Log:
     record: logging.LogRecord
-
-
-class FetcherDied(RuntimeError):
-    """The fetcher process ended without being asked to."""
 
 
 # --- the run's side --------------------------------------------------------------------

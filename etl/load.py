@@ -70,31 +70,38 @@ def upsert_entries(
     """Insert new entries, update changed ones, leave unchanged ones untouched.
 
     `rows` pairs each row (see `transform.row_values`) with the key (a scope) its counts
-    go to. Rows are counted in order, as if written one by one: a gid's first sighting is
-    inserted or updated or unchanged against the table, later sightings against the
-    earlier ones. An entry that comes back after being marked deleted counts as updated
-    (its `deleted_at` is cleared). Only the final version of each new or changed entry is
-    written.
+    go to. A gid met more than once in the batch (through overlapping scopes, or twice
+    in one listing) is written once, in its last version, and counted once against the
+    table, for the key of its first sighting: inserted, updated or unchanged; its other
+    sightings count as unchanged. So a listing that holds an entry twice, in two
+    versions, writes nothing and counts nothing as updated once the last version is
+    stored. An entry that comes back after being marked deleted counts as updated (its
+    `deleted_at` is cleared).
     """
     counts: dict[K, UpsertCounts] = {}
     if not rows:
         return Upserted(counts, set())
     stored = stored_versions(conn, {values[0] for _, values in rows})
-    current = dict(stored)
     latest: dict[str, RowValues] = {}
+    first: dict[str, UpsertCounts] = {}
     for key, values in rows:
         c = counts.get(key)
         if c is None:
             c = counts[key] = UpsertCounts()
-        gid, content_hash = values[0], values[HASH]
-        if gid not in current:
+        gid = values[0]
+        if gid in latest:
+            c.unchanged += 1
+        else:
+            first[gid] = c
+        latest[gid] = values
+    for gid, values in latest.items():
+        c = first[gid]
+        if gid not in stored:
             c.inserted += 1
-        elif current[gid] != content_hash:
+        elif stored[gid] != values[HASH]:
             c.updated += 1
         else:
             c.unchanged += 1
-        current[gid] = content_hash
-        latest[gid] = values
     # in gid order: runs over overlapping entries then lock rows in the same order
     new = sorted(v for gid, v in latest.items() if gid not in stored)
     changed = sorted(v for gid, v in latest.items() if gid in stored and stored[gid] != v[HASH])

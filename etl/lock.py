@@ -49,13 +49,29 @@ def holder_label(command: str) -> str:
     return f"asana-etl {command} pid {os.getpid()} on {socket.gethostname()} since {now}"
 
 
+class StaleSession(Exception):
+    """The run's old lock session, whose connection was lost, still holds a lock on the
+    server (which has not noticed yet): try again shortly."""
+
+
 class ScopeLocks:
     """The scope locks a run holds, on one backend."""
+
+    #: whether the locks belong to a database session, which the run's writes then use
+    #: (see etl.writer): losing it loses the locks and the right to write together
+    session_bound = False
 
     def __init__(self, engine: sa.Engine, label: str) -> None:
         self.engine = engine
         self.label = label
         self.held: list[Scope] = []
+
+    def session(self) -> sa.Connection | None:
+        """The connection the run writes on (None: any from the pool)."""
+        return None
+
+    def lost(self) -> None:
+        """The session's connection failed: take the locks again before the next write."""
 
     def free(self, scope: Scope) -> bool:
         """Whether no other run holds `scope`: this run holds it, or nobody does."""
@@ -211,9 +227,16 @@ class _FileLocks(ScopeLocks):
 class _ServerLocks(ScopeLocks):
     """Locks a database server holds for a session: the run keeps one connection."""
 
+    session_bound = True
+
     def __init__(self, engine: sa.Engine, label: str) -> None:
         super().__init__(engine, label)
         self.conn: sa.Connection | None = None
+        self.broken = False
+        #: how `_holder` names this session on the server
+        self.identity: str | None = None
+        #: why this run may write no more: another run took one of its scopes
+        self.taken_over: LockError | None = None
 
     def _connection(self) -> sa.Connection:
         if self.conn is None:
@@ -221,6 +244,57 @@ class _ServerLocks(ScopeLocks):
             self._opened(self.conn)
             self.conn.commit()
         return self.conn
+
+    def session(self) -> sa.Connection:
+        if self.taken_over is not None:
+            raise self.taken_over
+        if self.broken:
+            self._retake()
+        return self._connection()
+
+    def lost(self) -> None:
+        self.broken = True
+
+    def _retake(self) -> None:
+        """A new session, holding every scope this run held.
+
+        Raises:
+            LockError: another run took one meanwhile (this run holds none any more).
+            StaleSession: our lost session still holds one (none is held for now).
+            sqlalchemy.exc.DBAPIError: the server cannot be reached (none is held).
+        """
+        old, self.conn = self.conn, None
+        if old is not None:
+            with contextlib.suppress(Exception):
+                old.invalidate()
+                old.close()
+        previous, scopes = self.identity, list(self.held)
+        self.held = []
+        try:
+            for scope in scopes:
+                if self._take(_name(scope)):
+                    self.held.append(scope)
+                    continue
+                holder = self._holder(_name(scope))
+                if holder is not None and holder == previous:
+                    self._release_all()
+                    self.conn.commit()
+                    raise StaleSession()
+                message = _message(self.engine, scope, holder)
+                self.close()
+                scopes = []
+                self.taken_over = LockError(f"this run's lock connection was lost, and {message}; "
+                                            "this run stopped before writing more")
+                raise self.taken_over
+        finally:
+            if self.held != scopes:  # not all of them again: none, until the next try
+                self.held = scopes
+                if self.conn is not None:
+                    with contextlib.suppress(Exception):
+                        self.conn.invalidate()
+                        self.conn.close()
+                    self.conn = None
+        self.broken = False
 
     def _opened(self, conn: sa.Connection) -> None:
         pass
@@ -250,6 +324,7 @@ class _AdvisoryLocks(_ServerLocks):
     def _opened(self, conn: sa.Connection) -> None:
         conn.execute(sa.text("SELECT set_config('application_name', :label, false)"),
                      {"label": self.label[:63]})
+        self.identity = self.label[:63]
         self.schema = conn.scalar(sa.text("SELECT current_schema()"))
 
     def _key(self, name: str) -> int:
@@ -284,6 +359,7 @@ class _NamedLocks(_ServerLocks):
 
     def _opened(self, conn: sa.Connection) -> None:
         self.database = conn.scalar(sa.text("SELECT DATABASE()")) or ""
+        self.identity = f"connection {conn.scalar(sa.text('SELECT CONNECTION_ID()'))}"
         self.taken: list[str] = []
 
     def _server_name(self, name: str) -> str:

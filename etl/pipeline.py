@@ -40,7 +40,15 @@ from etl import db, logcontext, plan, runs
 from etl.asana import CallStats, Sleep
 from etl.config import DateWindow, Scope, Settings
 from etl.deletions import apply_confirmations
-from etl.errors import AsanaError, AuthError, ConfigError, DatabaseError, ExitCode, Interrupted
+from etl.errors import (
+    AsanaError,
+    AuthError,
+    ConfigError,
+    DatabaseError,
+    DatabaseFailed,
+    ExitCode,
+    Interrupted,
+)
 from etl.fetcher import (
     ConfirmDone,
     Confirmed,
@@ -61,7 +69,8 @@ from etl.load import (
 )
 from etl.lock import ScopeLocks, schema_lock, scope_locks
 from etl.runs import PageCounts
-from etl.transform import RowValues
+from etl.transform import VALUE_COLUMNS, RowValues
+from etl.writer import RowRefused, Writer, classify
 
 log = logging.getLogger(__name__)
 
@@ -361,25 +370,56 @@ class _Run:
         self.interrupt: Interrupted | None = None
         #: scope -> the last deletion candidate ordered confirmed
         self.confirming: dict[Scope, str] = {}
-        with engine.begin() as conn:
-            now = runs.utcnow()
-            # a live run holds all its scopes' locks: one free (or ours) means it is gone
-            dead = [run for run, scopes in runs.running_runs(conn).items()
-                    if any(locks.free(scope) for scope in scopes)]
+        self.writer = Writer(engine, locks)
+        self.locks = locks
+        now = runs.utcnow()
+        dead, self.suspects = self._dead_runs()
+
+        def start(conn: sa.Connection) -> int:
             if dead:
                 runs.abandon(conn, dead, now)
                 for run in dead:
                     forget_seen(conn, run)  # what their passes had seen
-                log.warning("run%s %s left running by a process that died: marked abandoned",
-                            "s" if len(dead) > 1 else "", ", ".join(f"#{i}" for i in dead))
-            self.run_id = runs.start_run(conn, command, len(self.scopes), now)
+            run_id = runs.start_run(conn, command, len(self.scopes), now)
             for scope in self.scopes:
-                runs.start_scope(conn, self.run_id, scope, now, windows[scope])
+                runs.start_scope(conn, run_id, scope, now, windows[scope])
+            return run_id
+
+        self.run_id = self.writer.transaction(start)
+        if dead:
+            log.warning("run%s %s left running by a process that died: marked abandoned",
+                        "s" if len(dead) > 1 else "", ", ".join(f"#{i}" for i in dead))
         self.started_at = now
         self.finished_at: dt.datetime | None = None
         self.error: str | None = None
         logcontext.set_run(self.run_id)
         self.progress: Progress | None = None
+
+    def _dead_runs(self, suspects: dict[int, float] | None = None
+                   ) -> tuple[list[int], dict[int, float]]:
+        """Runs left `running` whose process is gone: one of their scopes' locks is free
+        (a live run holds all of its own) and the process is known to be gone. A run on
+        another host (whose process cannot be looked at from here) with a lock free is
+        only a suspect: it may be alive and about to find out that it lost its lock (it
+        stops within writer.CHECK_SECONDS), so it is taken for gone only once it stayed
+        that way for ABANDON_GRACE seconds. Returns the dead and the suspects (with when
+        they were first suspected)."""
+        with self.engine.connect() as conn:
+            running = runs.running_runs(conn)
+            running.pop(getattr(self, "run_id", None), None)
+            free = [run for run, scopes in running.items()
+                    if any(self.locks.free(scope) for scope in scopes)]
+            processes = runs.processes(conn, free)
+        dead, still = [], {}
+        now = time.monotonic()
+        for run in free:
+            alive = runs.process_alive(*processes[run])
+            since = (suspects or {}).get(run, now)
+            if alive is False or (alive is None and now - since >= ABANDON_GRACE):
+                dead.append(run)
+            elif alive is None:
+                still[run] = since
+        return dead, still
 
     def execute(self) -> RunResult:
         _Run.current = self
@@ -394,16 +434,28 @@ class _Run:
                      f" ({windowed} of them in a window of days)" if windowed else "",
                      len(listings), self.settings.asana.concurrency)
             self._load_until_done()
-        except BaseException as exc:
+        except BaseException as original:
             _Run.current = None
             self.fetcher.stop()
-            for result in self.results.values():
-                if result.status == runs.RUNNING:
-                    result.status, result.error = runs.FAILED, _describe(exc)
+            exc = original
+            if isinstance(exc, sa.exc.SQLAlchemyError):  # a read failed: the server did
+                exc = self.writer.failure(exc, classify(exc) if isinstance(
+                    exc, sa.exc.DBAPIError) else "other")
+            unfinished = [r for r in self.results.values() if r.status == runs.RUNNING]
+            for result in unfinished:
+                result.status, result.error = runs.FAILED, _describe(exc)
+            try:
+                for result in unfinished:
                     self._close_scope(result)
-            self._finish(runs.FAILED, error=_describe(exc))
+                self._finish(runs.FAILED, error=_describe(exc))
+            except DatabaseFailed:
+                # the database does not answer: the row stays `running`, its locks are
+                # free, and the next run marks it abandoned
+                self.finished_at = runs.utcnow()
             # what was done before it, for the run summary of a run that stopped
             exc.result = self._result(runs.FAILED, last_success=None)
+            if exc is not original:
+                raise exc from original
             raise
         _Run.current = None
         failed = sum(r.status == runs.FAILED for r in self.results.values())
@@ -458,6 +510,7 @@ class _Run:
         while True:
             if self.interrupt is not None:
                 raise self.interrupt  # between batches: nothing is half-written
+            self.writer.check()  # the lock session still answers (or the run stops)
             message = self.fetcher.receive(timeout=0.2)
             if message is not None:
                 return message
@@ -505,12 +558,49 @@ class _Run:
                               {scope: (counts[scope], pages_of[scope]) for scope in pages_of})
             return counts
 
-        counts = _retrying(self.engine, write)
+        while True:
+            try:
+                counts = self.writer.transaction(write)
+                break
+            except RowRefused as refused:
+                bad = self._refused_rows(rows, now)
+                if not bad:  # not a row's value after all: the batch as a whole
+                    raise self.writer.failure(refused, "other") from refused
+            # set them aside with the database's reason, and write the rest again
+            for i, reason in bad.items():
+                scope, values = rows[i]
+                listed[scope].remove(values[0])
+                also[scope].append(values[0])
+                rejections[scope].append(Rejection(values[0], f"the database refused it: {reason}",
+                                                   _capped(values[RAW])))
+            log.warning("%d entr%s set aside: the database refused %s (%s)", len(bad),
+                        "y" if len(bad) == 1 else "ies", "it" if len(bad) == 1 else "them",
+                        next(iter(bad.values())))
+            rows = [row for i, row in enumerate(rows) if i not in bad]
         self.load_seconds += time.monotonic() - started
         for scope, c in counts.items():
             result = self.results[scope]
             result.pages += pages_of[scope]
             result.counts.add(c)
+
+    def _refused_rows(self, rows: list[tuple[Scope, RowValues]], now: dt.datetime
+                      ) -> dict[int, str]:
+        """The rows of a batch that the database refuses, each with its reason: found by
+        halving, each half written in a transaction that is rolled back."""
+        found: dict[int, str] = {}
+
+        def search(lo: int, hi: int) -> None:
+            reason = self.writer.probe(lambda conn: upsert_entries(conn, rows[lo:hi], now))
+            if reason is None:
+                return
+            if hi - lo == 1:
+                found[lo] = reason
+                return
+            search(lo, (lo + hi) // 2)
+            search((lo + hi) // 2, hi)
+
+        search(0, len(rows))
+        return found
 
     def _handle(self, message: ScopeListed | ConfirmDone) -> int:
         """Act on a message of the fetcher; returns 1 when it closes a scope."""
@@ -565,7 +655,8 @@ class _Run:
         stats = self.stats[result.scope]
         result.retries = stats.retries
         result.requests = stats.requests
-        with self.engine.begin() as conn:
+
+        def close(conn: sa.Connection) -> None:
             forget_seen(conn, self.run_id, result.scope)
             runs.finish_scope(
                 conn,
@@ -581,12 +672,28 @@ class _Run:
                 error=result.error,
             )
 
+        self.writer.own_row(close)
+
     def _finish(self, status: str, error: str | None) -> None:
         failed = sum(r.status == runs.FAILED for r in self.results.values())
         self.finished_at, self.error = runs.utcnow(), error
-        with self.engine.begin() as conn:
+        dead: list[int] = []
+        if self.suspects and self.writer.lost is None:
+            dead, self.suspects = self._dead_runs(self.suspects)
+
+        def finish(conn: sa.Connection) -> None:
+            if dead:
+                runs.abandon(conn, dead, self.finished_at)
+                for run in dead:
+                    forget_seen(conn, run)
             runs.finish_run(conn, self.run_id, status, self.finished_at, scopes_failed=failed,
                             error=error)
+
+        self.writer.own_row(finish)
+        if dead:
+            log.warning("run%s %s left running on another host, with a lock free for %.0f s: "
+                        "marked abandoned", "s" if len(dead) > 1 else "",
+                        ", ".join(f"#{i}" for i in dead), ABANDON_GRACE)
         total = self._totals()
         stats = self.fetcher.stats
         fields = {
@@ -630,45 +737,21 @@ class _Run:
         )
 
 
-#: Attempts at a batch whose transaction a concurrent run's made the server give up.
-BATCH_ATTEMPTS = 5
+#: Seconds a run left `running` on another host, with a lock free, stays a suspect
+#: before a run takes it for gone (a live one notices the loss of its lock sooner).
+ABANDON_GRACE = 15.0
+#: Where a row's raw record sits in `RowValues`.
+RAW = VALUE_COLUMNS.index("raw")
 
 
-def _retrying(engine: sa.Engine, write: Callable[[sa.Connection], Any]) -> Any:
-    """`write` in one transaction, again (from the start) if the server broke a deadlock
-    or a lock wait with a run writing the same entries from other scopes."""
-    for attempt in range(1, BATCH_ATTEMPTS + 1):
-        try:
-            with engine.begin() as conn:
-                return write(conn)
-        except sa.exc.DBAPIError as exc:
-            if attempt == BATCH_ATTEMPTS or not _contended(exc):
-                raise
-            log.info("batch written again after %s (attempt %d)", _contention(exc), attempt)
-            time.sleep(0.05 * 2 ** attempt)
-    raise AssertionError("unreachable")
+#: The most of a refused entry's record that `rejected_records.payload` keeps.
+MAX_REFUSED_PAYLOAD = 1_000_000
 
 
-#: What servers say when two transactions wait on each other: PostgreSQL sqlstates,
-#: MySQL error numbers, SQLite's words once its busy timeout ran out.
-_DEADLOCK_SQLSTATES = {"40P01", "40001"}
-_DEADLOCK_ERRNOS = {1213, 1205}
-
-
-def _contended(exc: sa.exc.DBAPIError) -> bool:
-    return _contention(exc) is not None
-
-
-def _contention(exc: sa.exc.DBAPIError) -> str | None:
-    orig = exc.orig
-    if getattr(orig, "sqlstate", None) in _DEADLOCK_SQLSTATES:
-        return f"PostgreSQL {orig.sqlstate}"
-    args = getattr(orig, "args", ())
-    if args and args[0] in _DEADLOCK_ERRNOS:
-        return f"MySQL error {args[0]}"
-    if "database is locked" in str(orig):
-        return "SQLite: database is locked"
-    return None
+def _capped(payload: str) -> str:
+    if len(payload) <= MAX_REFUSED_PAYLOAD:
+        return payload
+    return payload[:MAX_REFUSED_PAYLOAD] + f"... ({len(payload)} characters in all)"
 
 
 def _describe(exc: BaseException) -> str:

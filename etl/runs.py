@@ -175,6 +175,44 @@ def running_runs(conn: sa.Connection) -> dict[int, list[Scope]]:
     return running
 
 
+def processes(conn: sa.Connection, ids: Sequence[int]) -> dict[int, tuple[str | None, int | None,
+                                                                          dt.datetime]]:
+    """run id -> the host and pid that run it, and when it started."""
+    if not ids:
+        return {}
+    query = sa.select(sync_runs.c.id, sync_runs.c.hostname, sync_runs.c.pid,
+                      sync_runs.c.started_at).where(sync_runs.c.id.in_(list(ids)))
+    return {row.id: (row.hostname, row.pid, row.started_at) for row in conn.execute(query)}
+
+
+def process_alive(hostname: str | None, pid: int | None, started_at: dt.datetime) -> bool | None:
+    """Whether the process that started a run (on `hostname`, as `pid`, at `started_at`)
+    still runs: known on this host only (None elsewhere). A pid now held by a process
+    that started after the run did is another process: the run's is gone."""
+    if not pid or hostname != socket.gethostname()[:255]:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # someone else's process: it exists
+    began = _process_started(pid)
+    return began is None or began <= started_at + dt.timedelta(seconds=2)
+
+
+def _process_started(pid: int) -> dt.datetime | None:
+    """When process `pid` started (Linux's /proc; None where there is none)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/stat", encoding="ascii") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    return dt.datetime.fromtimestamp(boot + ticks / os.sysconf("SC_CLK_TCK"), dt.UTC)
+
+
 def abandon(conn: sa.Connection, ids: Sequence[int], now: dt.datetime) -> None:
     """These runs' processes are gone: mark them and their unfinished scopes abandoned."""
     if ids:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -89,3 +92,24 @@ def tuple_counters(engine: sa.Engine, runs_inserted: int | None = None) -> dict[
         if time.monotonic() > deadline:
             raise AssertionError(f"statistics did not arrive: {counters}")
         time.sleep(0.1)
+
+
+def listed(key: str, gids: list[str]) -> str:
+    """A `[scopes]` line: `users = ["1", "2"]`."""
+    return f"{key} = [" + ", ".join(f'"{g}"' for g in gids) + "]"
+
+
+def start_sync(tmp_path, name: str, server, database_url: str, scopes: str,
+               page_size: int = 10, log_level: str = "info"):
+    """`asana-etl sync` in a process of its own, over `scopes` (a `[scopes]` body); its
+    output (both streams) in `.communicate()[0]`."""
+    config = tmp_path / f"{name}.toml"
+    config.write_text(
+        f'[asana]\nbase_url = "{server.base_url}"\npage_size = {page_size}\n'
+        f"requests_per_minute = 1000000\nmax_retries = 1\nbackoff_max_seconds = 0.01\n"
+        f"[scopes]\n{scopes}\n", encoding="utf-8")
+    env = {**os.environ, "ASANA_ACCESS_TOKEN": TOKEN, "ASANA_ETL_DATABASE_URL": database_url}
+    return subprocess.Popen([sys.executable, "-m", "etl", "--config", str(config),
+                             "--log-level", log_level, "sync"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)

@@ -84,11 +84,16 @@ def test_an_entry_deleted_by_hand_comes_back_with_its_old_link(migrated):
         links = conn.execute(sa.select(db.time_tracking_entry_scopes.c.entry_gid)).scalars().all()
     assert sorted(links) == ["1", "2"]
 
-def test_a_gid_twice_in_one_batch_is_written_once(migrated):
+def test_a_gid_twice_in_one_batch_is_written_once_in_its_last_version(migrated):
     with migrated.begin() as conn:
         counts = upsert(conn, [raw("1"), raw("1", minutes=45)], T0)
-    assert (counts.inserted, counts.updated, counts.unchanged) == (1, 1, 0)  # as if one by one
+    assert (counts.inserted, counts.updated, counts.unchanged) == (1, 0, 1)
     assert rows(migrated)["1"].duration_minutes == 45
+    # the same listing again: the last version is stored, so nothing is written
+    with migrated.begin() as conn:
+        counts = upsert(conn, [raw("1"), raw("1", minutes=45)], T1)
+    assert (counts.inserted, counts.updated, counts.unchanged) == (0, 0, 2)
+    assert rows(migrated)["1"].updated_at == T0
 
 
 def test_a_returning_entry_clears_deleted_at(migrated):

@@ -3,20 +3,18 @@ over a scope that another holds exits 4 naming it, and a dead run's locks are fr
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
 import sqlalchemy as sa
 
-from etl import db
+from etl import db, pipeline
 from etl.config import Scope
 from etl.errors import ExitCode, LockError
 from etl.pipeline import run_sync
-from tests.helpers import TOKEN, expected_rows, stored_rows
+from tests.helpers import expected_rows, listed, start_sync, stored_rows
 
 
 def test_a_second_run_exits_4_naming_the_run_that_holds_the_lock(
@@ -74,24 +72,6 @@ def runs_begun(engine) -> int:
         return 0
 
 
-def listed(key: str, gids: list[str]) -> str:
-    """A `[scopes]` line: `users = ["1", "2"]`."""
-    return f"{key} = [" + ", ".join(f'"{g}"' for g in gids) + "]"
-
-
-def start_sync(tmp_path, name: str, server, database_url: str, scopes: str):
-    """`asana-etl sync` in a process of its own, over `scopes` (a `[scopes]` body)."""
-    config = tmp_path / f"{name}.toml"
-    config.write_text(
-        f'[asana]\nbase_url = "{server.base_url}"\npage_size = 10\n'
-        f"requests_per_minute = 1000000\nmax_retries = 1\nbackoff_max_seconds = 0.01\n"
-        f"[scopes]\n{scopes}\n", encoding="utf-8")
-    env = {**os.environ, "ASANA_ACCESS_TOKEN": TOKEN, "ASANA_ETL_DATABASE_URL": database_url}
-    return subprocess.Popen([sys.executable, "-m", "etl", "--config", str(config), "sync"],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-
-
 def test_runs_over_disjoint_scopes_share_a_database_and_an_overlapping_one_exits_4(
     asana_server, engine, database_url, tmp_path
 ):
@@ -143,7 +123,7 @@ def test_runs_over_disjoint_scopes_share_a_database_and_an_overlapping_one_exits
 
 
 def test_a_dead_runs_scopes_are_free_and_a_live_runs_are_not(
-    asana_server, make_settings, engine, sleep
+    asana_server, make_settings, engine, sleep, monkeypatch
 ):
     """Only a run whose process is gone is marked abandoned: its locks are free."""
     from etl.lock import scope_locks
@@ -153,17 +133,39 @@ def test_a_dead_runs_scopes_are_free_and_a_live_runs_are_not(
     settings = make_settings([Scope("user", users[0])])
     run_sync(settings, sleep=sleep)  # the schema
     now = runs.utcnow()
-    with engine.begin() as conn:  # two runs left running: one alive (below), one dead
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    with engine.begin() as conn:  # runs left running: one alive (below), some dead
         alive = runs.start_run(conn, "sync", 1, now)
         runs.start_scope(conn, alive, Scope("user", users[1]), now)
         dead = runs.start_run(conn, "sync", 1, now)
         runs.start_scope(conn, dead, Scope("user", users[2]), now)
+        # on this host, but its pid is gone
+        conn.execute(sa.update(db.sync_runs).where(db.sync_runs.c.id == dead)
+                     .values(pid=gone.pid))
+        # our own pid: alive, and yet its lock is free (it lost its lock connection and
+        # will find out before its next write): never marked abandoned
+        lost = runs.start_run(conn, "sync", 1, now)
+        runs.start_scope(conn, lost, Scope("user", users[4]), now)
+        # on another host: cannot be looked at from here, so only after ABANDON_GRACE
+        elsewhere = runs.start_run(conn, "sync", 1, now)
+        runs.start_scope(conn, elsewhere, Scope("user", users[5]), now)
+        conn.execute(sa.update(db.sync_runs).where(db.sync_runs.c.id == elsewhere)
+                     .values(hostname="another-host"))
     with scope_locks(engine, [Scope("user", users[1])], "sync"):  # the live one's lock
         result = run_sync(make_settings([Scope("user", users[3])]), sleep=sleep)
     assert result.status == "succeeded"
+    assert status(engine) == {1: "succeeded", alive: "running", dead: "abandoned",
+                              lost: "running", elsewhere: "running", result.run_id: "succeeded"}
+    monkeypatch.setattr(pipeline, "ABANDON_GRACE", 0.0)
+    assert run_sync(make_settings([Scope("user", users[3])]), sleep=sleep).status == "succeeded"
+    assert status(engine)[elsewhere] == "abandoned"
+    assert status(engine)[lost] == "running"
+
+
+def status(engine) -> dict[int, str]:
     with engine.connect() as conn:
-        status = dict(conn.execute(sa.select(db.sync_runs.c.id, db.sync_runs.c.status)).all())
-    assert status[alive] == "running" and status[dead] == "abandoned"
+        return dict(conn.execute(sa.select(db.sync_runs.c.id, db.sync_runs.c.status)).all())
 
 
 def test_runs_over_scopes_that_share_entries_write_them_side_by_side_exactly(
@@ -198,3 +200,22 @@ def test_runs_over_scopes_that_share_entries_write_them_side_by_side_exactly(
         deleted = set(conn.execute(sa.select(db.time_tracking_entries.c.gid).where(
             db.time_tracking_entries.c.deleted_at.is_not(None))).scalars())
     assert deleted == set(gone)
+
+
+@pytest.mark.slow
+def test_two_first_syncs_on_a_new_sqlite_file_exit_0_or_4_never_2(asana_server, tmp_path):
+    """They race to make the file and its schema: the loser waits or is refused by a
+    held scope, never 'database is locked'."""
+    users = sorted(asana_server.dataset.users)
+    codes = []
+    for attempt in range(8):
+        folder = tmp_path / str(attempt)
+        folder.mkdir()
+        url = f"sqlite:///{folder / 'asana.db'}"
+        pair = [start_sync(folder, name, asana_server, url, listed("users", users))
+                for name in "ab"]
+        for process in pair:
+            output, _ = process.communicate(timeout=120)
+            assert process.returncode in (0, 4), output
+            codes.append(process.returncode)
+    assert 0 in codes
