@@ -26,6 +26,7 @@ from etl.extract import fetch_entry, iter_time_entry_pages, preflight, still_in_
 from etl.load import linked_live_gids, stored_versions
 from etl.fetcher import MAX_LISTING_RESTARTS
 from etl.transform import RecordRejected, to_row
+from etl.wording import count
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,8 @@ class DryRunResult:
         notes += [f"{len(self.failed)} failed"] if self.failed else []
         details = f" ({', '.join(notes)})" if notes else ""
         return (
-            f"dry run: {self.scopes} scopes{details}, {self.entries} entries seen; a sync would "
+            f"dry run: {count(self.scopes, 'scope')}{details}, {count(self.entries, 'entry')} "
+            "seen; a sync would "
             f"insert {self.insert}, update {self.update}, leave {self.unchanged} unchanged, "
             f"mark {self.delete} deleted, unlink {self.unlink} from a scope, reject "
             f"{self.rejected}; nothing was written ({self.seconds:.1f} s)"

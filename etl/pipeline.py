@@ -70,6 +70,7 @@ from etl.load import (
 from etl.lock import ScopeLocks, schema_lock, scope_locks
 from etl.runs import PageCounts
 from etl.transform import VALUE_COLUMNS, RowValues
+from etl.wording import count
 from etl.writer import RowRefused, Writer, classify
 
 log = logging.getLogger(__name__)
@@ -191,8 +192,8 @@ class RunResult:
         c = self.counts
         failed = len(self.failed_scopes)
         return (
-            f"{self.command} {self.status}: {len(self.scopes)} scopes"
-            f"{f' ({failed} failed)' if failed else ''}, {c.entries} entries seen, "
+            f"{self.command} {self.status}: {count(len(self.scopes), 'scope')}"
+            f"{f' ({failed} failed)' if failed else ''}, {count(c.entries, 'entry')} seen, "
             f"{c.inserted} inserted, {c.updated} updated, {c.unchanged} unchanged, "
             f"{c.deleted} deleted, {c.rejected} rejected in {self.seconds:.1f} s"
         )
@@ -429,10 +430,11 @@ class _Run:
                 listings = self._plan()
                 self.fetcher.list(listings)
             windowed = sum(w != DateWindow() for w in self.windows.values())
-            log.info("run #%d (%s) started: %d scopes%s in %d listings, %d requests at a time",
-                     self.run_id, self.command, len(self.scopes),
+            log.info("run #%d (%s) started: %s%s in %s, %s at a time",
+                     self.run_id, self.command, count(len(self.scopes), "scope"),
                      f" ({windowed} of them in a window of days)" if windowed else "",
-                     len(listings), self.settings.asana.concurrency)
+                     count(len(listings), "listing"),
+                     count(self.settings.asana.concurrency, "request"))
             self._load_until_done()
         except BaseException as original:
             _Run.current = None
@@ -465,7 +467,8 @@ class _Run:
             status = runs.FAILED
         else:
             status = runs.PARTIAL
-        self._finish(status, error=f"{failed} of {len(self.results)} scopes failed" if failed else None)
+        self._finish(status, error=f"{failed} of {count(len(self.results), 'scope')} failed"
+                     if failed else None)
         return self._result(status)
 
     def _plan(self) -> list[plan.Listing]:
@@ -619,10 +622,11 @@ class _Run:
             result.status = runs.SUCCEEDED
             c = result.counts
             log.info(
-                "scope %s: %d pages in %d listings, %d entries (%d inserted, %d updated, "
-                "%d unchanged, %d deleted, %d rejected)",
-                result.scope, result.pages, result.listings, c.entries, c.inserted, c.updated,
-                c.unchanged, c.deleted, c.rejected,
+                "scope %s: %s in %s, %s (%d inserted, %d updated, %d unchanged, %d deleted, "
+                "%d rejected)",
+                result.scope, count(result.pages, "page"), count(result.listings, "listing"),
+                count(c.entries, "entry"), c.inserted, c.updated, c.unchanged, c.deleted,
+                c.rejected,
                 extra={"event": "scope_finished", "scope": str(result.scope),
                        "fields": {"status": "succeeded", "pages": result.pages,
                                   "listings": result.listings,

@@ -168,7 +168,7 @@ def test_backfill_with_named_scopes_and_a_window(run, config, asana_server, engi
     result = run("--config", str(config()), "backfill", "--user", user,
                  "--since", "2026-02-01", "--until", "2026-02-28")
     assert result.exit_code == 0, result.output
-    assert last_line(result.stdout).startswith("backfill succeeded: 1 scopes")
+    assert last_line(result.stdout).startswith("backfill succeeded: 1 scope, ")
     rows = stored_rows(engine)
     assert rows and all(r["created_by_gid"] == user for r in rows.values())
     assert all("2026-02-01" <= r["entered_on"].isoformat() <= "2026-02-28" for r in rows.values())
