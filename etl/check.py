@@ -1,16 +1,23 @@
-"""`asana-etl check`: a preflight of the config, the token, the plan and every scope.
+"""`asana-etl check`: a preflight of everything a run needs: the config, the token, the
+plan, every scope, and the database.
 
-One `limit=1` request per scope, each failure reported with its fix. Nothing is written.
+One `limit=1` request per scope, one connection to the database, each failure reported
+with its fix. Nothing is written, and no SQLite file is created.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
+import sqlalchemy as sa
+
+from etl import db
 from etl.asana import AsanaClient
 from etl.config import Scope, Settings
-from etl.errors import AsanaError, AuthError
+from etl.errors import AsanaError, AuthError, DatabaseError
 from etl.extract import ENTRIES_PATH, scope_params
 
 FIXES = {
@@ -60,3 +67,82 @@ def check_scopes(settings: Settings) -> list[ScopeCheck]:
             except AsanaError as exc:
                 results.append(ScopeCheck(scope, False, exc.status, exc.message))
     return results
+
+
+@dataclass(frozen=True)
+class DatabaseCheck:
+    """What `check` found of the database: `ok`, what it is like (`state`), and for a
+    failure the fix."""
+
+    database: str
+    ok: bool
+    state: str
+    fix: str | None = None
+
+
+def check_database(settings: Settings) -> DatabaseCheck:
+    """Whether a run can use the configured database: the URL, the server (one
+    connection) or the SQLite file's folder, and where its schema stands against this
+    version's migrations (none yet, behind: a sync migrates it; ahead: this version is
+    too old for it)."""
+    url = settings.database_url
+    shown = db.mask_url(url)
+    try:
+        engine = db.make_engine(url)
+    except DatabaseError as exc:
+        return DatabaseCheck(shown, False, str(exc), "correct [database] url or "
+                             "ASANA_ETL_DATABASE_URL")
+    try:
+        if engine.dialect.name == "sqlite" and not _sqlite_file_exists(engine):
+            return _new_sqlite_file(shown, engine)
+        try:
+            db.check_connection(engine)
+            revision = db.current_revision(engine)
+        except (DatabaseError, sa.exc.SQLAlchemyError) as exc:
+            reason = str(exc).splitlines()[0] if isinstance(exc, DatabaseError) else \
+                f"cannot read it: {str(getattr(exc, 'orig', exc)).splitlines()[0]}"
+            return DatabaseCheck(shown, False, reason, "is the server up and the URL's host, "
+                                 "port, user and database right? (the password is not shown)")
+        return _schema_state(shown, revision)
+    finally:
+        engine.dispose()
+
+
+def _sqlite_file_exists(engine: sa.Engine) -> bool:
+    database = engine.url.database
+    return not database or database == ":memory:" or Path(database).exists()
+
+
+def _new_sqlite_file(shown: str, engine: sa.Engine) -> DatabaseCheck:
+    folder = Path(engine.url.database).resolve().parent
+    if not folder.is_dir():
+        return DatabaseCheck(shown, False, f"the folder {folder} does not exist",
+                             f"create it (mkdir -p {folder}) or point [database] url elsewhere")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return DatabaseCheck(shown, False, f"the folder {folder} is not writable by this user",
+                             "give this user write permission on it, or point [database] url "
+                             "at a folder it can write")
+    return DatabaseCheck(shown, True, "no file yet: the first sync creates it")
+
+
+def _schema_state(shown: str, revision: str | None) -> DatabaseCheck:
+    head = db.HEAD_REVISION
+    if revision is None:
+        return DatabaseCheck(shown, True, "no schema yet: the first sync (or `asana-etl db "
+                             "upgrade`) makes it")
+    if revision == head:
+        return DatabaseCheck(shown, True, f"schema at head ({head})")
+    if revision in _known_revisions():
+        return DatabaseCheck(shown, True, f"schema at {revision}, behind this version's "
+                             f"{head}: the next sync migrates it (or `asana-etl db upgrade`)")
+    return DatabaseCheck(shown, False, f"schema at {revision}, which this version does not "
+                         f"know (its newest is {head})", "install the asana-etl version that "
+                         "made it (or a newer one): an older one must not write to it")
+
+
+def _known_revisions() -> set[str]:
+    """Every revision of this version's migrations."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(db.alembic_config())
+    return {revision.revision for revision in script.walk_revisions()}

@@ -19,11 +19,12 @@ import click
 from etl import __version__, db, runs, summary
 from etl.config import ENV_CONFIG, MAX_DAYS, DateWindow, Scope, Settings, load_settings
 from etl.demo import DEMO_DATABASE_URL, run_demo, top_projects
-from etl.check import check_scopes
+from etl.check import check_database, check_scopes
 from etl.errors import ConfigError, DatabaseError, EtlError, ExitCode, Interrupted
 from etl.lock import schema_lock
 from etl.logcontext import ContextFilter
 from etl.metrics import write_metrics
+from etl.wording import count
 from etl.pipeline import (
     RunResult,
     prepare_database,
@@ -382,16 +383,29 @@ def _count(n: int, noun: str) -> str:
 @cli.command()
 @click.pass_context
 def check(ctx: click.Context) -> None:
-    """Preflight: the config is valid, Asana accepts the token and the plan, and every
-    configured scope exists and is visible. One small request per scope; writes
-    nothing. Exit 0 only if everything passes."""
+    """Preflight: the config is valid, the database can be used (reachable, and where
+    its schema stands), Asana accepts the token and the plan, and every configured scope
+    exists and is visible. One small request per scope; writes nothing.
+
+    Exit status: 0 everything passed, 1 a scope failed, 2 configuration or database,
+    3 Asana refused the token or plan.
+    """
     settings = _settings(ctx)
     database = db.mask_url(settings.database_url)
     if not _json(ctx):
-        click.echo(f"config {settings.source}: valid, {len(settings.scopes)} scopes, database "
-                   f"{database}")
+        click.echo(f"config {settings.source}: valid, {count(len(settings.scopes), 'scope')}, "
+                   f"database {database}")
     if not settings.scopes:
         raise ConfigError(f"no scopes to check: add some under [scopes] in {settings.source}")
+    checked = check_database(settings)
+    if _json(ctx):
+        click.echo(summary.dumps({"event": "database_checked", "database": checked.database,
+                                  "ok": checked.ok, "state": checked.state, "fix": checked.fix}))
+    elif checked.ok:
+        click.echo(f"ok    database: {checked.state}")
+    else:
+        click.echo(f"FAIL  database: {checked.state}")
+        click.echo(f"      fix: {checked.fix}")
     results = check_scopes(settings)
     for r in results:
         if _json(ctx):
@@ -404,14 +418,20 @@ def check(ctx: click.Context) -> None:
             click.echo(f"      fix: {r.fix}")
     failed = [r for r in results if not r.ok]
     code = ExitCode.OK
-    if failed:
-        code = ExitCode.ASANA_REFUSED if failed[0].status in (401, 402) else ExitCode.SCOPE_FAILED
+    if failed and failed[0].status in (401, 402):
+        code = ExitCode.ASANA_REFUSED
+    elif not checked.ok:
+        code = ExitCode.USAGE
+    elif failed:
+        code = ExitCode.SCOPE_FAILED
     if _json(ctx):
         click.echo(summary.dumps({"event": "checked", "config": settings.source,
-                                  "database": database, "scopes": len(results),
-                                  "passed": len(results) - len(failed), "exit_code": int(code)}))
+                                  "database": database, "database_ok": checked.ok,
+                                  "scopes": len(results), "passed": len(results) - len(failed),
+                                  "exit_code": int(code)}))
     else:
-        click.echo(f"{len(results) - len(failed)} of {len(results)} scopes passed")
+        click.echo(f"{len(results) - len(failed)} of {count(len(results), 'scope')} passed"
+                   f"{'' if checked.ok else '; the database failed'}")
     ctx.exit(int(code))
 
 

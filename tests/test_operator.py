@@ -105,12 +105,56 @@ def test_check_reports_each_scope_with_its_fix(asana_server, config):
     assert "FAIL  project:424242: HTTP 404: attributable_to: Unknown object: 424242" in out
     assert "check the gid" in out
     assert "1 of 3 scopes passed" in out
+    assert "ok    database: no " in out  # a new database: nothing to fix, nothing made
 
 
-def test_check_passes_and_says_so(asana_server, config):
+def test_check_passes_and_says_so(asana_server, config, database_url, tmp_path):
     path = config(f'workspace = "{asana_server.dataset.workspace_gid}"')
     result = invoke("--config", path, "check")
-    assert result.exit_code == 0 and "1 of 1 scopes passed" in result.stdout
+    assert result.exit_code == 0 and "1 of 1 scope passed" in result.stdout
+    assert "ok    database: no " in result.stdout
+    if database_url.startswith("sqlite"):
+        assert not (tmp_path / "ops.db").exists()  # check creates nothing
+    engine = db.make_engine(database_url)
+    try:
+        db.upgrade(engine)
+        result = invoke("--config", path, "check")
+        assert result.exit_code == 0
+        assert f"ok    database: schema at head ({db.HEAD_REVISION})" in result.stdout
+        db.downgrade(engine, "0005")
+        result = invoke("--config", path, "check")
+        assert result.exit_code == 0
+        assert "ok    database: schema at 0005, behind this version's" in result.stdout
+        assert "the next sync migrates it" in result.stdout
+        with engine.begin() as conn:  # as a newer asana-etl would leave it
+            conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+        result = invoke("--config", path, "check")
+        assert result.exit_code == 2
+        assert "FAIL  database: schema at 9999, which this version does not know" in result.stdout
+        assert "fix: install the asana-etl version that made it" in result.stdout
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("url, state, fix", [
+    ("postgresql+psycopg://postgres:s3cret@127.0.0.1:1/test", "cannot connect to "
+     "postgresql+psycopg://postgres:***@127.0.0.1:1/test", "is the server up"),
+    ("sqlite:///{tmp}/no/such/folder/x.db", "the folder {tmp}/no/such/folder does not exist",
+     "create it"),
+])
+def test_check_tries_the_database_and_names_the_fix(asana_server, tmp_path, url, state, fix):
+    url = url.format(tmp=tmp_path)
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'[asana]\nbase_url = "{asana_server.base_url}"\nrequests_per_minute = 1000000\n'
+        f'[database]\nurl = "{url}"\n[scopes]\n'
+        f'workspace = "{asana_server.dataset.workspace_gid}"\n', encoding="utf-8")
+    result = invoke("--config", str(path), "check")
+    assert result.exit_code == 2, result.stdout
+    assert f"FAIL  database: {state.format(tmp=tmp_path)}" in result.stdout
+    assert f"fix: {fix}" in result.stdout
+    assert "s3cret" not in result.stdout
+    assert "1 of 1 scope passed; the database failed" in result.stdout
 
 
 def test_check_with_a_refused_token_exits_3(asana_server, config):
