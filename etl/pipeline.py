@@ -269,10 +269,12 @@ def run_sync(
         raise ConfigError(f"no scopes to read: add some under [scopes] in {settings.source}")
     recent = settings.sync.recent_days if recent_days is None else recent_days
     today = runs.utcnow().date()
-    engine = open_database(settings.database_url)
+    engine = db.make_engine(settings.database_url)  # a bad URL fails here, before Asana
     try:
         with Fetcher(settings.asana, token, sleep=sleep, today=today) as fetcher:
             checked = fetcher.preflight(scopes[0])
+            # only once Asana took the token and plan: connecting makes a SQLite file
+            db.check_connection(engine)
             feed = plan.feedable(settings.asana.requests_per_minute / 60.0, checked.latency,
                                  settings.asana.concurrency)
             with scope_locks(engine, scopes, command) as locks:

@@ -343,3 +343,14 @@ def test_the_readme_python_example_runs(asana_server, tmp_path, database_url):
                           env={**os.environ, "ASANA_ACCESS_TOKEN": TOKEN, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[:3] == ["succeeded", str(len(asana_server.dataset.entries)), "0"]
+
+
+def test_a_refused_token_leaves_nothing_on_disk(asana_server, config, tmp_path):
+    """Nothing is made before Asana accepts the token and the plan: no SQLite file, no
+    lock folder, whatever the command."""
+    path = config(f'users = ["{next(iter(asana_server.dataset.users))}"]')
+    for command in (["sync"], ["backfill"], ["sync", "--dry-run"]):
+        result = CliRunner().invoke(cli, ["--config", path, *command],
+                                    env={"ASANA_ACCESS_TOKEN": "nope"})
+        assert result.exit_code == 3, (command, result.output)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["config.toml"], command
