@@ -311,8 +311,11 @@ def _scopes(section: dict[str, Any], problem) -> tuple[Scope, ...]:
 
 
 def _token(token_file: str | None, source: str, env: Mapping[str, str], problem) -> Secret | None:
+    """The token, from the environment or else the token file, with the whitespace at its
+    ends stripped (a file's trailing newline is normal); None, after a problem, when it
+    cannot be sent. No problem quotes it."""
     if env.get(ENV_TOKEN):
-        return Secret(env[ENV_TOKEN].strip())
+        return _checked(env[ENV_TOKEN].strip(), ENV_TOKEN, "the environment variable", problem)
     if token_file is None:
         return None
     path = Path(token_file).expanduser()
@@ -321,10 +324,33 @@ def _token(token_file: str | None, source: str, env: Mapping[str, str], problem)
     except (OSError, UnicodeDecodeError) as exc:
         problem("[asana] token_file", f"cannot read {path}: {exc.__class__.__name__}")
         return None
-    if not value:
-        problem("[asana] token_file", f"{path} is empty")
+    return _checked(value, "[asana] token_file", str(path), problem)
+
+
+def _checked(value: str, key: str, origin: str, problem) -> Secret | None:
+    """`value` as the token, or None after a problem saying what is wrong with it."""
+    wrong = _token_problem(value)
+    if wrong:
+        problem(key, f"the token in {origin} {wrong}")
         return None
     return Secret(value)
+
+
+def _token_problem(token: str) -> str | None:
+    """What makes a token (ends stripped) unusable, or None: it goes in an HTTP header, so
+    one word of printable ASCII. A line break in it was sent as a header that requests
+    refuses, and retried as if Asana had failed."""
+    if not token:
+        return "is empty"
+    if any(char in "\r\n" for char in token):
+        return "holds a line break inside it (more than one line?)"
+    if any(char.isspace() for char in token):
+        return "holds whitespace inside it"
+    if not token.isascii():
+        return "holds a character that is not ASCII"
+    if not token.isprintable():
+        return "holds a control character"
+    return None
 
 
 def _check_range(values: dict[str, Any], key: str, low: int, high: int, problem,

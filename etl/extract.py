@@ -142,7 +142,8 @@ def iter_time_entry_pages(
     arrive (constant memory); the caller keeps the entries in the window.
 
     An expired offset restarts the listing from its first page (pages already yielded
-    come again; loading them twice is harmless), at most `max_restarts` times.
+    come again; loading them twice is harmless, and a new `Pagination` does not count
+    them as pages of nothing new), at most `max_restarts` times.
     `Page.restart` tells how many restarts came before a page.
 
     Raises:

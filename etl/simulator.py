@@ -11,7 +11,8 @@ auth, `limit` 1–100, the `entered_on_start_date`/`entered_on_end_date` filters
 or exclusive with `exclusive_bounds`; a workspace needs one), opaque offsets bound to
 their query, `next_page: null` at the end, Asana's error bodies, and faults on demand
 (429 with Retry-After, 5xx, HTML error pages, connection resets, truncated bodies,
-expired offsets).
+expired offsets, and listings that would never end: offsets that loop, pages of nothing
+new, answers sent a byte at a time).
 """
 
 from __future__ import annotations
@@ -328,14 +329,30 @@ class Fault:
     """An answer to give instead of the real one.
 
     kind: an HTTP status (429, 500, 502, ...), or "reset" (close the connection without
-    answering), "truncate" (a 200 whose JSON body is cut short), "expire_offset" (a 400
-    naming `offset`, only on requests that carry one).
+    answering), "truncate" (a 200 whose JSON body is cut short), "drip" (the real answer,
+    headers and all, one byte every `seconds`), "drip_body" (its headers at once, then
+    its body one byte every `seconds`), or one of these, only on requests that carry an
+    offset (`OFFSET_FAULTS`):
+      "expire_offset": a 400 naming `offset`;
+      "cycle_offset": the real page, whose `next_page` points back to the first offset
+        the listing was given (A→B→A): the first offset of each listing it sees is
+        remembered and answered as usual;
+      "repeat_page": the listing's first page again, with a new offset to the same place;
+      "empty_page": no entries, with a new offset to the same place.
+    None of the last three ends a listing; after the last two, it goes on where it was.
     """
 
     kind: int | str
     times: int = 1
     retry_after: float | None = None
     match: Callable[[str, dict[str, str]], bool] = lambda path, params: True
+    seconds: float = 0.0
+    #: "cycle_offset": the first offset seen of each listing, by query
+    first_offsets: dict[str, str] = field(default_factory=dict)
+
+
+#: The faults that only answer requests carrying an offset.
+OFFSET_FAULTS = ("expire_offset", "cycle_offset", "repeat_page", "empty_page")
 
 
 @dataclass
@@ -445,9 +462,12 @@ class AsanaSimulator:
     # --- faults ----------------------------------------------------------------------
 
     def add_fault(self, kind: int | str, *, times: int = 1, retry_after: float | None = None,
+                  seconds: float = 0.0,
                   when: Callable[[str, dict[str, str]], bool] | None = None) -> Fault:
-        """Answer the next `times` matching requests with `kind` instead of the real answer."""
-        fault = Fault(kind, times, retry_after, when or (lambda path, params: True))
+        """Answer the next `times` matching requests with `kind` instead of the real answer
+        (`seconds`: between two bytes of a "drip"). `when` is called with the simulator's
+        lock held: it must not call the simulator's methods."""
+        fault = Fault(kind, times, retry_after, when or (lambda path, params: True), seconds)
         with self._lock:
             self._faults.append(fault)
         return fault
@@ -455,12 +475,20 @@ class AsanaSimulator:
     def _take_fault(self, path: str, params: dict[str, str]) -> Fault | None:
         with self._lock:
             for fault in self._faults:
-                if fault.kind == "expire_offset" and "offset" not in params:
+                if fault.kind in OFFSET_FAULTS and "offset" not in params:
                     continue
                 if fault.times > 0 and fault.match(path, params):
+                    if fault.kind == "cycle_offset" and not self._cycles(fault, params):
+                        continue
                     fault.times -= 1
                     return fault
         return None
+
+    def _cycles(self, fault: Fault, params: dict[str, str]) -> bool:
+        """Whether a "cycle_offset" fault answers this request: not the first with an offset
+        of its listing, whose offset it remembers to point back to."""
+        first = fault.first_offsets.setdefault(self._query_key(params), params["offset"])
+        return params["offset"] != first
 
     def stats(self) -> dict[str, Any]:
         """Requests answered so far, by status, and the first and last request's time."""
@@ -551,6 +579,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(*_json(200, sim.stats()))
             return
         self._recorded_as: str | None = None
+        self._drip: Fault | None = None  # a "drip" or "drip_body" fault to answer with
         retry_after, in_flight = sim._admit()
         if retry_after is not None:
             status, body, headers = _error(429, "You have made too many requests recently. "
@@ -570,7 +599,10 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             sim._release()
         sim._record("GET", path, params, self._recorded_as or status, in_flight)
-        self._send(status, body, headers)
+        if self._drip is not None:
+            self._send_dripping(status, body, headers)
+        else:
+            self._send(status, body, headers)
 
     def _answer(self, sim: AsanaSimulator, path: str, params: dict[str, str]
                 ) -> tuple[int, bytes, dict[str, str]]:
@@ -596,6 +628,12 @@ class _Handler(BaseHTTPRequestHandler):
         if fault.kind == "expire_offset":
             return _error(400, "offset: Your pagination token has expired or is invalid. "
                                "Please restart your query.")
+        if fault.kind in ("drip", "drip_body"):
+            self._recorded_as, self._drip = str(fault.kind), fault
+            return self._route(sim, path, params)
+        if fault.kind in OFFSET_FAULTS:
+            self._recorded_as = str(fault.kind)
+            return self._endless(sim, fault, path, params)
         status = int(fault.kind)
         headers = {}
         if status == 429:
@@ -607,6 +645,23 @@ class _Handler(BaseHTTPRequestHandler):
             html = f"<html><head><title>{status}</title></head><body><h1>{status}</h1></body></html>"
             return status, html.encode(), {"Content-Type": "text/html"}
         return _error(status, {500: "Server Error"}.get(status, f"Simulated HTTP {status}"))
+
+    def _endless(self, sim: AsanaSimulator, fault: Fault, path: str, params: dict[str, str]
+                 ) -> tuple[int, bytes, dict[str, str]]:
+        """The real page, changed as `fault` says, so that its listing would never end."""
+        status, body, headers = self._route(sim, path, params)
+        if status != 200:
+            return status, body, headers
+        page = orjson.loads(body)
+        if fault.kind == "cycle_offset":
+            offset = fault.first_offsets[sim._query_key(params)]
+        else:
+            offset = sim.make_offset(params, sim.read_offset(params))
+            first = {k: v for k, v in params.items() if k != "offset"}
+            page["data"] = [] if fault.kind == "empty_page" else orjson.loads(
+                self._route(sim, path, first)[1])["data"]
+        page["next_page"] = _next_page(sim, params, offset)
+        return status, orjson.dumps(page), headers
 
     def _route(self, sim: AsanaSimulator, path: str, params: dict[str, str]
                ) -> tuple[int, bytes, dict[str, str]]:
@@ -679,10 +734,7 @@ class _Handler(BaseHTTPRequestHandler):
                 end = position + limit
                 next_page = None
                 if end < len(gids):
-                    offset = sim.make_offset(params, end)
-                    query = "&".join(f"{k}={v}" for k, v in sorted(params.items()) if k != "offset")
-                    path = f"/time_tracking_entries?{query}&offset={offset}"
-                    next_page = {"offset": offset, "path": path, "uri": sim.base_url + path}
+                    next_page = _next_page(sim, params, sim.make_offset(params, end))
             entries = data.entries_json(page, fields)
         body = b'{"data":' + entries
         if limit is not None:
@@ -707,11 +759,52 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _send_dripping(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+        """`_send`, a byte at a time, until the client hangs up."""
+        wfile = self.wfile
+        self.wfile = _Drip(wfile, self._drip.seconds,  # type: ignore[assignment, union-attr]
+                           headers_at_once=self._drip.kind == "drip_body")
+        try:
+            self._send(status, body, headers)
+        except OSError:  # the client gave up waiting
+            self.close_connection = True
+        finally:
+            self.wfile = wfile
+
     def _reset(self) -> None:
         # SO_LINGER 0: close with RST, as a dropped connection looks to the client
         self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.close_connection = True
         self.connection.close()
+
+
+class _Drip:
+    """Writes what it is given one byte every `seconds` (with `headers_at_once`, all of its
+    first write: the headers, which `end_headers` writes at one go)."""
+
+    def __init__(self, wfile: Any, seconds: float, headers_at_once: bool) -> None:
+        self.wfile = wfile
+        self.seconds = seconds
+        self.passes = int(headers_at_once)
+
+    def write(self, data: bytes) -> int:
+        if self.passes:
+            self.passes -= 1
+            return self.wfile.write(data)
+        for i in range(len(data)):
+            time.sleep(self.seconds)
+            self.wfile.write(data[i:i + 1])
+        return len(data)
+
+    def flush(self) -> None:
+        self.wfile.flush()
+
+
+def _next_page(sim: AsanaSimulator, params: dict[str, str], offset: str) -> dict[str, str]:
+    """A listing's `next_page` object, to go on from `offset`."""
+    query = "&".join(f"{k}={v}" for k, v in sorted(params.items()) if k != "offset")
+    path = f"/time_tracking_entries?{query}&offset={offset}"
+    return {"offset": offset, "path": path, "uri": sim.base_url + path}
 
 
 def _json(status: int, body: Any) -> tuple[int, bytes, dict[str, str]]:

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import itertools
+import time
+
 import pytest
 import requests
 
-from etl.asana import AsanaClient, classify, decode_json, make_session, parse_retry_after
+from etl.asana import (
+    MAX_STALE_PAGES,
+    AsanaClient,
+    Pagination,
+    _Gids,
+    classify,
+    decode_json,
+    make_session,
+    parse_retry_after,
+)
 from etl.config import AsanaSettings, Secret
 from etl.errors import AuthError, RateLimitedError, RequestRejectedError, RetriableError
 from tests.helpers import TOKEN
@@ -138,14 +150,99 @@ def test_paginate_follows_offsets_to_the_end(asana_server, client):
     assert len(pages) == -(-len(data.entries) // 33)
 
 
-def test_paginate_fails_on_a_repeated_offset():
-    class Loop(AsanaClient):
-        def get(self, path, params=None, stats=None):
-            return {"data": [{"gid": "1"}], "next_page": {"offset": "same"}}
+def listing(server):
+    return {"workspace": server.dataset.workspace_gid, **DATED}
 
-    client = Loop(AsanaSettings(), Secret("x"))
-    with pytest.raises(RequestRejectedError, match="same offset twice"):
-        list(client.paginate(PATH, {}, 10))
+
+def test_paginate_fails_on_an_offset_that_comes_back(asana_server, client):
+    asana_server.add_fault("cycle_offset", times=1000)  # A → B → A → B ... for ever
+    with pytest.raises(RequestRejectedError,
+                       match=r"Asana returned offset '.+' twice in this listing \(page 3\): "
+                             "the listing would loop"):
+        list(client.paginate(PATH, listing(asana_server), page_size=10))
+    assert asana_server.count() == 3
+
+
+def test_the_same_offset_at_once_fails_too():
+    pages = Pagination(PATH, {}, 10)
+    pages.advance({"data": [{"gid": "1"}], "next_page": {"offset": "same"}})
+    with pytest.raises(RequestRejectedError, match=r"offset 'same' twice .*\(page 2\)"):
+        pages.advance({"data": [{"gid": "2"}], "next_page": {"offset": "same"}})
+
+
+@pytest.mark.parametrize("kind", ["repeat_page", "empty_page"])
+def test_paginate_fails_after_five_pages_of_nothing_new(asana_server, client, kind):
+    asana_server.add_fault(kind, times=1000)  # a new offset every time, for ever
+    with pytest.raises(RequestRejectedError,
+                       match=r"^5 pages in a row brought no new entry \(page 6\): "
+                             "the listing would not end$"):
+        list(client.paginate(PATH, listing(asana_server), page_size=10))
+    assert asana_server.count(kind) == MAX_STALE_PAGES == 5
+
+
+def test_fewer_pages_of_nothing_new_lose_nothing(asana_server, client):
+    data = asana_server.dataset
+    later = itertools.count()
+    asana_server.add_fault("repeat_page", times=MAX_STALE_PAGES - 1)
+    asana_server.add_fault("empty_page", times=MAX_STALE_PAGES - 1,  # two real pages between
+                           when=lambda path, params: next(later) >= 2)
+    pages = list(client.paginate(PATH, listing(asana_server), page_size=40))
+    assert {e["gid"] for p in pages for e in p.data} == set(data.entries)
+    assert len(pages) == -(-len(data.entries) // 40) + 2 * (MAX_STALE_PAGES - 1)
+
+
+def test_one_new_entry_resets_the_count_and_old_gids_are_remembered():
+    """Pure: gids frozen into arrays, gids that are not digits, entries without one."""
+    pages = Pagination(PATH, {}, 100)
+    gid = iter(range(10**15, 10**16))
+    chunk = 3 * _Gids.CHUNK + 7
+    old = [{"gid": str(next(gid))} for _ in range(chunk)] + [{"gid": "x-1"}, {"gid": "9" * 30}]
+    for n in range(0, len(old), 100):
+        pages.advance({"data": old[n:n + 100], "next_page": {"offset": f"o{n}"}})
+    stale = [old[:1], old[_Gids.CHUNK + 5:_Gids.CHUNK + 9], old[-2:], [{"no": "gid"}, 7]]
+    for n, data in enumerate(stale):  # four pages of nothing new, then one new entry ...
+        pages.advance({"data": data, "next_page": {"offset": f"s{n}"}})
+    pages.advance({"data": old[:3] + [{"gid": str(next(gid))}], "next_page": {"offset": "new"}})
+    for n in range(MAX_STALE_PAGES - 1):  # ... so four more are allowed
+        pages.advance({"data": [], "next_page": {"offset": f"e{n}"}})
+    with pytest.raises(RequestRejectedError, match="5 pages in a row"):
+        pages.advance({"data": old[-100:], "next_page": {"offset": "last"}})
+    assert pages.advance({"data": [], "next_page": None}) == [] and pages.done
+
+
+def test_an_offset_that_is_not_a_string_fails_the_listing():
+    with pytest.raises(RequestRejectedError, match=r"offset that is not a string \(page 1\)"):
+        Pagination(PATH, {}, 10).advance({"data": [], "next_page": {"offset": ["a"]}})
+
+
+@pytest.fixture
+def quick(asana_server, sleep):
+    """A client whose requests may take half a second in all."""
+    settings = AsanaSettings(base_url=asana_server.base_url, max_retries=2, timeout_seconds=0.5,
+                             requests_per_minute=1_000_000)
+    with AsanaClient(settings, Secret(TOKEN), sleep=sleep) as client:
+        yield client
+
+
+@pytest.mark.parametrize("kind", ["drip", "drip_body"])
+def test_an_answer_sent_a_byte_at_a_time_times_out_in_total(asana_server, quick, sleep, kind):
+    asana_server.add_fault(kind, seconds=0.2, times=3)  # each byte well within 0.5 s
+    started = time.monotonic()
+    with pytest.raises(RetriableError, match=r"^Asana's answer took longer than 0.5 s in total "
+                                             r"\(\[asana\] timeout_seconds\): the server sent "
+                                             "it too slowly$") as info:
+        quick.get(PATH, {**listing(asana_server), "limit": 5})
+    assert 1.5 <= time.monotonic() - started < 2.5  # three tries of 0.5 s
+    assert asana_server.count(kind) == 3 and len(sleep.waits) == 2
+    assert TOKEN not in str(info.value)
+    assert len(quick.get(PATH, {**listing(asana_server), "limit": 5})["data"]) == 5  # recovered
+
+
+def test_a_slow_answer_that_ends_in_time_is_taken(asana_server, quick, sleep):
+    gid = next(iter(asana_server.dataset.entries))
+    asana_server.add_fault("drip_body", seconds=0.001)  # ~100 bytes: a tenth of a second
+    assert quick.get(f"{PATH}/{gid}", {"opt_fields": "entered_on"})["data"]["gid"] == gid
+    assert sleep.waits == []
 
 
 def _response(status, body, headers=None):

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from etl.cli import cli
 from etl.config import DEFAULT_DATABASE_URL, Scope, SyncSettings, base_url_problem, load_settings
 from etl.errors import ConfigError
 
@@ -157,3 +159,73 @@ def test_the_sync_section(tmp_path):
     assert any("[sync] recent_days: must be between 0 and 36500" in x for x in lines)
     assert any("[sync] full_every_days: must be an integer (got a string)" in x for x in lines)
     assert any("[sync] recent: unknown key" in x for x in lines)
+
+
+SECRET_PART = "0/secret-token-part"
+
+
+@pytest.mark.parametrize(
+    ("inside", "message"),
+    [
+        ("\n", "holds a line break inside it"),
+        ("\r", "holds a line break inside it"),
+        (" ", "holds whitespace inside it"),
+        ("\t", "holds whitespace inside it"),
+        ("\u00a0", "holds whitespace inside it"),
+        ("é", "holds a character that is not ASCII"),
+        ("\x00", "holds a control character"),
+    ],
+)
+def test_a_token_that_cannot_be_sent_is_refused_without_echoing_it(tmp_path, inside, message):
+    token = f"{SECRET_PART}{inside}tail-42"
+    with pytest.raises(ConfigError, match="ASANA_ACCESS_TOKEN: the token in the environment "
+                                          f"variable {message}") as info:
+        load_settings(write(tmp_path, ""), env={"ASANA_ACCESS_TOKEN": f" {token}\n"})
+    assert SECRET_PART not in str(info.value) and "tail-42" not in str(info.value)
+    file = tmp_path / "token"
+    file.write_text(token + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=rf"\[asana\] token_file: the token in {file} "
+                                          f"{message}") as info:
+        load_settings(write(tmp_path, f'[asana]\ntoken_file = "{file}"\n'), env={})
+    assert SECRET_PART not in str(info.value)
+
+
+def test_the_ends_of_a_token_are_stripped(tmp_path):
+    file = tmp_path / "token"
+    file.write_text(f"  {SECRET_PART}\r\n\n", encoding="utf-8")
+    path = write(tmp_path, f'[asana]\ntoken_file = "{file}"\n')
+    assert load_settings(path, env={}).require_token().reveal() == SECRET_PART
+    settings = load_settings(path, env={"ASANA_ACCESS_TOKEN": f"\t{SECRET_PART}\n"})
+    assert settings.require_token().reveal() == SECRET_PART
+
+
+@pytest.mark.parametrize("value", ["\n", "  \t "])
+def test_a_blank_token_is_refused(tmp_path, value):
+    file = tmp_path / "token"
+    file.write_text(value, encoding="utf-8")
+    with pytest.raises(ConfigError, match=rf"token_file: the token in {file} is empty"):
+        load_settings(write(tmp_path, f'[asana]\ntoken_file = "{file}"\n'), env={})
+    with pytest.raises(ConfigError, match="ASANA_ACCESS_TOKEN: the token in the environment "
+                                          "variable is empty"):
+        load_settings(write(tmp_path, ""), env={"ASANA_ACCESS_TOKEN": value})
+
+
+@pytest.mark.parametrize("source", ["env", "token_file"])
+def test_the_command_line_exits_2_on_a_token_with_a_line_break(tmp_path, asana_server, source):
+    """It was sent, refused by requests as a header, and retried as if Asana had failed."""
+    token = f"{SECRET_PART}\nsecond-line"
+    extra, env = "", {"ASANA_ACCESS_TOKEN": token}
+    if source == "token_file":
+        file = tmp_path / "token"
+        file.write_text(token + "\n", encoding="utf-8")
+        extra, env = f'token_file = "{file}"\n', {"ASANA_ACCESS_TOKEN": ""}
+    path = write(tmp_path, f'[asana]\nbase_url = "{asana_server.base_url}"\n{extra}'
+                           f'[database]\nurl = "sqlite:///{tmp_path / "t.db"}"\n'
+                           f'[scopes]\nworkspace = "{asana_server.dataset.workspace_gid}"\n')
+    result = CliRunner().invoke(cli, ["--config", str(path), "sync"], env=env,
+                                catch_exceptions=False)
+    assert result.exit_code == 2
+    assert "holds a line break inside it" in result.stderr
+    assert ("ASANA_ACCESS_TOKEN" if source == "env" else str(tmp_path / "token")) in result.stderr
+    assert SECRET_PART not in result.output and "second-line" not in result.output
+    assert asana_server.requests == [] and not (tmp_path / "t.db").exists()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections import Counter
 
+import pytest
 import requests
 
 from etl.simulator import AsanaSimulator, Dataset
@@ -181,3 +183,65 @@ def test_each_request_records_how_many_were_in_hand_with_it(asana_server):
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda _: get(asana_server, {"user": user, "limit": 1}), range(4)))
     assert max(r.in_flight for r in asana_server.requests) > 1
+
+
+def listing_of(server, limit=5):
+    return {"workspace": server.dataset.workspace_gid, **DATED, "limit": limit}
+
+
+def follow(server, offset, limit=5):
+    return get(server, {**listing_of(server, limit), "offset": offset}).json()
+
+
+def test_a_cycle_fault_points_the_listing_back_to_its_first_offset(asana_server):
+    asana_server.add_fault("cycle_offset", times=2)
+    first = get(asana_server, listing_of(asana_server)).json()  # no offset: untouched
+    a = first["next_page"]["offset"]
+    b = follow(asana_server, a)["next_page"]["offset"]  # remembered, answered as usual
+    third = follow(asana_server, b)
+    assert b != a and third["next_page"]["offset"] == a  # A → B → A
+    assert third["next_page"]["uri"].endswith(f"&offset={a}")
+    assert [e["gid"] for e in third["data"]] == sorted(asana_server.dataset.entries)[10:15]
+    assert asana_server.count("cycle_offset") == 1
+
+
+def test_pages_of_nothing_new_come_with_new_offsets_to_the_same_place(asana_server):
+    gids = sorted(asana_server.dataset.entries)
+    offset = get(asana_server, listing_of(asana_server)).json()["next_page"]["offset"]
+    asana_server.add_fault("repeat_page", times=1)
+    asana_server.add_fault("empty_page", times=1)
+    repeated = follow(asana_server, offset)
+    assert [e["gid"] for e in repeated["data"]] == gids[:5]
+    empty = follow(asana_server, repeated["next_page"]["offset"])
+    assert empty["data"] == []
+    offsets = {offset, repeated["next_page"]["offset"], empty["next_page"]["offset"]}
+    assert len(offsets) == 3
+    after = follow(asana_server, empty["next_page"]["offset"])  # the fault over: it goes on
+    assert [e["gid"] for e in after["data"]] == gids[5:10]
+    assert asana_server.count("repeat_page") == asana_server.count("empty_page") == 1
+
+
+@pytest.mark.parametrize("kind", ["drip", "drip_body"])
+def test_a_drip_sends_one_byte_at_a_time(asana_server, kind):
+    gid = next(iter(asana_server.dataset.entries))
+    asana_server.add_fault(kind, seconds=0.002)
+    started = time.monotonic()
+    response = requests.get(f"{asana_server.base_url}/time_tracking_entries/{gid}",
+                            params={"opt_fields": "entered_on"}, stream=True, timeout=5,
+                            headers={"Authorization": f"Bearer {TOKEN}"})
+    headers_took = time.monotonic() - started
+    body = response.content
+    assert time.monotonic() - started - headers_took >= 0.002 * len(body)
+    assert response.json()["data"]["gid"] == gid
+    # the headers are over 100 bytes: dripped, or at once
+    assert (headers_took >= 0.2) == (kind == "drip")
+    assert asana_server.count(kind) == 1
+
+
+def test_a_drip_stops_when_the_client_hangs_up(asana_server):
+    asana_server.add_fault("drip", seconds=0.05, times=1)
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        requests.get(asana_server.base_url + "/time_tracking_entries",
+                     params=listing_of(asana_server), timeout=(1, 0.01),
+                     headers={"Authorization": f"Bearer {TOKEN}"})
+    assert get(asana_server, listing_of(asana_server)).status_code == 200  # still serving
