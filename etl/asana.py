@@ -22,6 +22,7 @@ import random
 import socket
 import threading
 import time
+import urllib.parse
 from array import array
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -347,6 +348,7 @@ class _Budget:
     max_rate_limited: int
     failures: int = 0
     rate_limited: int = 0
+    unreachable: int = 0
 
     def exhausted(self, retry_state: tenacity.RetryCallState) -> bool:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
@@ -354,7 +356,22 @@ class _Budget:
             self.rate_limited += 1
             return self.rate_limited > self.max_rate_limited
         self.failures += 1
+        if isinstance(exc, UnreachableError):
+            self.unreachable += 1
+            if self.unreachable > MAX_UNREACHABLE_RETRIES:
+                return True
         return self.failures > self.max_failures
+
+
+#: Retries of a host that refuses connections or has no address: a host that is down
+#: fails its request in a couple of seconds, not after `max_retries` long backoffs.
+MAX_UNREACHABLE_RETRIES = 2
+#: The longest wait before one of those retries.
+UNREACHABLE_BACKOFF_SECONDS = 1.0
+
+
+class UnreachableError(RetriableError):
+    """The API host refused the connection or could not be resolved."""
 
 
 #: Asana's cap on requests in flight for one token.
@@ -457,7 +474,14 @@ class AsanaClient:
                                             timeout=self.settings.timeout_seconds)
             except requests.exceptions.RequestException as exc:
                 raise self._failed(exc, too_slow=watch.expired) from None
-        return classify(response)
+        try:
+            return classify(response)
+        except RequestRejectedError as exc:
+            if exc.status == 404 and not self.settings.base_url.rstrip("/").endswith("/api/1.0"):
+                exc.message = (f"{exc.message}; is [asana] base_url right? it should end in "
+                               f"/api/1.0 (it is {self.settings.base_url})")
+                exc.args = (exc.message,)
+            raise
 
     def _failed(self, exc: requests.exceptions.RequestException, too_slow: bool) -> RetriableError:
         """The retriable error a transport failure is (`too_slow`: the watchdog cut it)."""
@@ -468,14 +492,21 @@ class AsanaClient:
         if isinstance(exc, requests.exceptions.Timeout):
             return RetriableError(f"timed out after {timeout:g} s")
         if isinstance(exc, requests.exceptions.ConnectionError):
-            return RetriableError(f"connection failed: {_root_cause(exc)}")
+            where = _host_and_port(self.settings.base_url)
+            if _refused_or_unknown(exc):
+                return UnreachableError(f"cannot connect to {where} ({_root_cause(exc)}): is "
+                                        "[asana] base_url right, and the host up?")
+            return RetriableError(f"connection to {where} failed: {_root_cause(exc)}")
         return RetriableError(f"request failed: {exc.__class__.__name__}")
 
     def _wait(self, retry_state: tenacity.RetryCallState) -> float:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         if isinstance(exc, RateLimitedError):
             return 0.0  # the rate limiter's pause does the waiting (see before_sleep)
-        return min(self._exponential(retry_state), self.settings.backoff_max_seconds)
+        longest = self.settings.backoff_max_seconds
+        if isinstance(exc, UnreachableError):
+            longest = min(longest, UNREACHABLE_BACKOFF_SECONDS)
+        return min(self._exponential(retry_state), longest)
 
     def _sleep(self, seconds: float) -> None:
         if seconds > 0:
@@ -641,6 +672,26 @@ def _gid_key(entry: Any) -> int | None:
     if gid.isdecimal() and len(gid) <= 18:
         return int(gid)
     return hash(gid)
+
+
+def _host_and_port(base_url: str) -> str:
+    """'app.asana.com:443': where the requests go."""
+    parts = urllib.parse.urlsplit(base_url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.hostname}:{port}"
+
+
+def _refused_or_unknown(exc: BaseException) -> bool:
+    """Whether a connection failed because nothing listens there or the name does not
+    resolve (not a reset or a timeout, which a retry may get past)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (ConnectionRefusedError, socket.gaierror)):
+            return True
+        if "NameResolutionError" in type(seen).__name__ or "Name or service not known" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _root_cause(exc: BaseException) -> str:

@@ -43,6 +43,9 @@ class ScopeCheck:
     def fix(self) -> str | None:
         if self.ok:
             return None
+        if self.status == 404 and "base_url" in (self.message or ""):
+            return ("set [asana] base_url to the API's root, which ends in /api/1.0 "
+                    "(Asana's: https://app.asana.com/api/1.0)")
         return FIXES.get(self.status or 0, "Asana could not be reached: check the network, "
                          "[asana] base_url and status.asana.com, then try again")
 

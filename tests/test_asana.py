@@ -106,14 +106,27 @@ def test_401_and_402_are_auth_errors_and_not_retried(asana_server, sleep):
     assert sleep.waits == []
 
 
-def test_unreachable_server_is_retried_then_fails_without_the_token(sleep):
-    settings = AsanaSettings(base_url="http://127.0.0.1:9/api/1.0", max_retries=2, timeout_seconds=1,
+def test_a_host_that_refuses_connections_fails_in_seconds_named_with_its_port(sleep):
+    settings = AsanaSettings(base_url="http://127.0.0.1:9/api/1.0", max_retries=8,
+                             backoff_max_seconds=60, timeout_seconds=1,
                              requests_per_minute=1_000_000)
     with AsanaClient(settings, Secret("tok-unreachable"), sleep=sleep) as client:
-        with pytest.raises(RetriableError, match="connection failed") as info:
+        with pytest.raises(RetriableError) as info:
             client.get(PATH, {})
-    assert len(sleep.waits) == 2
+    assert str(info.value).startswith("cannot connect to 127.0.0.1:9 (ConnectionRefusedError): "
+                                      "is [asana] base_url right, and the host up?")
+    # two short retries, whatever max_retries and backoff_max_seconds allow
+    assert len(sleep.waits) == 2 and max(sleep.waits) <= 1.0
     assert "tok-unreachable" not in repr(info.value)
+
+
+def test_a_404_from_a_base_url_without_api_1_0_says_so(asana_server, sleep):
+    root = asana_server.base_url.removesuffix("/api/1.0")
+    settings = AsanaSettings(base_url=root, requests_per_minute=1_000_000)
+    with AsanaClient(settings, Secret(TOKEN), sleep=sleep) as client:
+        with pytest.raises(RequestRejectedError) as info:
+            client.get(PATH, {"workspace": asana_server.dataset.workspace_gid})
+    assert "is [asana] base_url right? it should end in /api/1.0" in str(info.value)
 
 
 def test_the_token_travels_as_a_bearer_header(asana_server, client):
