@@ -819,19 +819,28 @@ def _error(status: int, message: str) -> tuple[int, bytes, dict[str, str]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Serve a generated dataset until killed: `python -m etl.simulator --entries 100000`.
-
-    Prints one line of JSON with the base URL, the token and the scopes, for scripts.
-    """
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--entries", type=int, default=1000)
-    parser.add_argument("--users", type=int, default=12)
-    parser.add_argument("--projects", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds per request")
-    parser.add_argument("--rate-limit", default=None,
-                        help="REQUESTS/SECONDS, e.g. 150/6 (Asana's 1,500 a minute, scaled)")
+    """A simulated Asana time tracking API on 127.0.0.1, serving a generated dataset
+    until killed (Ctrl-C). It prints one line of JSON first: the base URL, the token
+    and the workspace, user, project and portfolio gids, for a config or a script."""
+    parser = argparse.ArgumentParser(prog="python -m etl.simulator", description=main.__doc__)
+    parser.add_argument("--entries", type=int, default=1000,
+                        help="time tracking entries to generate, by skewed users (a few log "
+                             "most of the hours); default %(default)s")
+    parser.add_argument("--users", type=int, default=12,
+                        help="users who log time; default %(default)s")
+    parser.add_argument("--projects", type=int, default=10,
+                        help="projects the entries are attributable to; default %(default)s")
+    parser.add_argument("--seed", type=int, default=1,
+                        help="the random seed: the same seed, the same dataset; default "
+                             "%(default)s")
+    parser.add_argument("--port", type=int, default=0,
+                        help="the port on 127.0.0.1 to listen on; default any free one")
+    parser.add_argument("--latency", type=float, default=0.0,
+                        help="seconds added to every answer, as a far-away server would; "
+                             "default none")
+    parser.add_argument("--rate-limit", default=None, metavar="REQUESTS/SECONDS",
+                        help="answer 429 with Retry-After beyond this rate, e.g. 150/6 "
+                             "(Asana's 1,500 a minute, scaled); default no limit")
     args = parser.parse_args(argv)
     rate_limit = None
     if args.rate_limit:
