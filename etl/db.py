@@ -6,9 +6,11 @@ against it and fails on any difference.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +29,7 @@ log = logging.getLogger(__name__)
 #: The newest migration (a test checks it is the migrations' one head). A run whose
 #: database is already there needs no alembic at all: importing it was a third of a
 #: second of every command.
-HEAD_REVISION = "0007"
+HEAD_REVISION = "0008"
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -79,6 +81,10 @@ def gid_type() -> sa.String:
 #: JSON where the backend has it (JSONB on PostgreSQL so equality works), text on SQLite.
 JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
+#: Text of any length, for what Asana sends (names) and what quotes it (reasons,
+#: payloads, errors): MySQL's TEXT holds 65,535 bytes, so LONGTEXT there (migration 0008).
+LongText = sa.Text().with_variant(mysql.LONGTEXT(), "mysql")
+
 # utf8mb4 for full Unicode; a binary collation so that a rename that only changes case
 # or accents is still seen as a change (the upsert compares names with `<=>`).
 MYSQL_TABLE_ARGS = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
@@ -90,9 +96,9 @@ time_tracking_entries = sa.Table(
     sa.Column("duration_minutes", sa.Integer, nullable=False),
     sa.Column("entered_on", sa.Date, nullable=False),
     sa.Column("attributable_to_gid", gid_type(), nullable=True),
-    sa.Column("attributable_to_name", sa.Text, nullable=True),
+    sa.Column("attributable_to_name", LongText, nullable=True),
     sa.Column("created_by_gid", gid_type(), nullable=True),
-    sa.Column("created_by_name", sa.Text, nullable=True),
+    sa.Column("created_by_name", LongText, nullable=True),
     sa.Column("raw", JSONType, nullable=False),
     # digest of the canonical `raw`: an unchanged entry is recognised without reading
     # back and parsing its JSON (null: unknown, compare as changed)
@@ -137,7 +143,7 @@ sync_runs = sa.Table(
     sa.Column("unchanged", sa.Integer, nullable=False, server_default="0"),
     sa.Column("deleted", sa.Integer, nullable=False, server_default="0"),
     sa.Column("rejected", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("error", LongText, nullable=True),
     sa.Column("hostname", sa.String(255), nullable=True),
     sa.Column("pid", sa.Integer, nullable=True),
     sa.Index(None, "started_at"),
@@ -166,7 +172,7 @@ sync_run_scopes = sa.Table(
     sa.Column("rejected", sa.Integer, nullable=False, server_default="0"),
     sa.Column("retries", sa.Integer, nullable=False, server_default="0"),
     sa.Column("retry_after_seconds", sa.Float, nullable=False, server_default="0"),
-    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("error", LongText, nullable=True),
     sa.Column("deleted", sa.Integer, nullable=False, server_default="0"),
     sa.Column("restarts", sa.Integer, nullable=False, server_default="0"),
     # the days the run read of the scope (both null: all of them, a full read)
@@ -211,8 +217,8 @@ rejected_records = sa.Table(
     sa.Column("scope_type", sa.String(16), nullable=False),
     sa.Column("scope_gid", gid_type(), nullable=False),
     sa.Column("entry_gid", gid_type(), nullable=True),
-    sa.Column("reason", sa.Text, nullable=False),
-    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("reason", LongText, nullable=False),
+    sa.Column("payload", LongText, nullable=False),
     sa.Column("rejected_at", UTCDateTime, nullable=False),
     sa.Index(None, "run_id"),
     **MYSQL_TABLE_ARGS,
@@ -320,6 +326,38 @@ def alembic_config(connection: sa.Connection | None = None) -> Config:
     return config
 
 
+@contextlib.contextmanager
+def migration_connection(engine: Engine) -> Iterator[sa.Connection]:
+    """A connection in one transaction, which alembic runs all of an upgrade in: where
+    DDL is transactional, a process killed midway leaves the database at the revision
+    it started from, whole.
+
+    PostgreSQL does that as is. SQLite's DDL is transactional too, but its driver
+    (pysqlite) opens a transaction only before an INSERT/UPDATE/DELETE: each CREATE or
+    ALTER before one committed on its own, and a kill left tables with no revision
+    recorded. So for this connection only the driver leaves transactions alone
+    (isolation_level None; restored after) and BEGIN IMMEDIATE opens one, taking the
+    write lock at the start: a deferred BEGIN would fail, not wait, at its first write
+    if another connection had committed since its first read. MySQL commits each DDL
+    statement regardless: there each migration step checks before it acts
+    (etl.migration_steps), so that running a half-applied migration again completes it.
+    """
+    with engine.connect() as connection:
+        if engine.dialect.name != "sqlite":
+            with connection.begin():
+                yield connection
+            return
+        driver = connection.connection.driver_connection
+        legacy = driver.isolation_level
+        driver.isolation_level = None
+        try:
+            with connection.begin():
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+                yield connection
+        finally:
+            driver.isolation_level = legacy  # the pool's next user gets the driver's default
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Apply migrations up to `revision` (idempotent; without alembic when there is
     nothing to do)."""
@@ -327,14 +365,14 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         return
     from alembic import command
 
-    with engine.begin() as connection:
+    with migration_connection(engine) as connection:
         command.upgrade(alembic_config(connection), revision)
 
 
 def downgrade(engine: Engine, revision: str = "base") -> None:
     from alembic import command
 
-    with engine.begin() as connection:
+    with migration_connection(engine) as connection:
         command.downgrade(alembic_config(connection), revision)
 
 

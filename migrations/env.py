@@ -35,7 +35,7 @@ def main() -> None:
     url = context.get_x_argument(as_dictionary=True).get("url")
     url = url or load_settings(require_file=False).database_url
     engine = db.make_engine(url)
-    with engine.begin() as connection:
+    with db.migration_connection(engine) as connection:  # one transaction, as in `db upgrade`
         run(connection)
     engine.dispose()
 

@@ -9,12 +9,16 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql, postgresql
 
+from etl.migration_steps import create_index_if_missing, create_table_if_missing
+
 revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None
 
 # Self-contained on purpose: a migration must not change when etl/db.py does later.
+# Each step checks first: on MySQL a killed run of it keeps what it made (see
+# etl.migration_steps), and running it again completes it.
 UTC = sa.DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql")
 JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 GID = sa.String(64)
@@ -26,7 +30,7 @@ def _counter(name: str) -> sa.Column:
 
 
 def upgrade() -> None:
-    op.create_table(
+    create_table_if_missing(
         "time_tracking_entries",
         sa.Column("gid", GID, nullable=False),
         sa.Column("duration_minutes", sa.Integer, nullable=False),
@@ -43,9 +47,10 @@ def upgrade() -> None:
         **MYSQL,
     )
     for column in ("entered_on", "created_by_gid", "attributable_to_gid"):
-        op.create_index(f"ix_time_tracking_entries_{column}", "time_tracking_entries", [column])
+        create_index_if_missing(f"ix_time_tracking_entries_{column}", "time_tracking_entries",
+                                [column])
 
-    op.create_table(
+    create_table_if_missing(
         "time_tracking_entry_scopes",
         sa.Column("scope_type", sa.String(16), nullable=False),
         sa.Column("scope_gid", GID, nullable=False),
@@ -62,11 +67,11 @@ def upgrade() -> None:
         ),
         **MYSQL,
     )
-    op.create_index(
+    create_index_if_missing(
         "ix_time_tracking_entry_scopes_entry_gid", "time_tracking_entry_scopes", ["entry_gid"]
     )
 
-    op.create_table(
+    create_table_if_missing(
         "sync_runs",
         sa.Column("id", sa.Integer, nullable=False, autoincrement=True),
         sa.Column("command", sa.String(16), nullable=False),
@@ -87,9 +92,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_sync_runs"),
         **MYSQL,
     )
-    op.create_index("ix_sync_runs_started_at", "sync_runs", ["started_at"])
+    create_index_if_missing("ix_sync_runs_started_at", "sync_runs", ["started_at"])
 
-    op.create_table(
+    create_table_if_missing(
         "sync_run_scopes",
         sa.Column("run_id", sa.Integer, nullable=False),
         sa.Column("scope_type", sa.String(16), nullable=False),
@@ -115,13 +120,13 @@ def upgrade() -> None:
         ),
         **MYSQL,
     )
-    op.create_index(
+    create_index_if_missing(
         "ix_sync_run_scopes_scope_type_scope_gid_status",
         "sync_run_scopes",
         ["scope_type", "scope_gid", "status"],
     )
 
-    op.create_table(
+    create_table_if_missing(
         "rejected_records",
         sa.Column("id", sa.Integer, nullable=False, autoincrement=True),
         sa.Column("run_id", sa.Integer, nullable=False),
@@ -140,7 +145,7 @@ def upgrade() -> None:
         ),
         **MYSQL,
     )
-    op.create_index("ix_rejected_records_run_id", "rejected_records", ["run_id"])
+    create_index_if_missing("ix_rejected_records_run_id", "rejected_records", ["run_id"])
 
 
 def downgrade() -> None:

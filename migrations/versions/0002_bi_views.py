@@ -7,6 +7,8 @@ Create Date: 2026-11-27
 
 from alembic import op
 
+from etl.migration_steps import create_view_if_missing
+
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
@@ -28,9 +30,9 @@ WEEK = {
 
 def upgrade() -> None:
     dialect = op.get_bind().dialect.name
-    op.execute(
+    create_view_if_missing(
+        "v_time_tracking_entries",
         f"""
-        CREATE VIEW v_time_tracking_entries AS
         SELECT gid, duration_minutes, duration_minutes / 60.0 AS duration_hours, entered_on,
                {WEEK[dialect]} AS entered_week, {MONTH[dialect]} AS entered_month,
                attributable_to_gid, attributable_to_name, created_by_gid, created_by_name,
@@ -39,9 +41,9 @@ def upgrade() -> None:
         WHERE deleted_at IS NULL
         """
     )
-    op.execute(
+    create_view_if_missing(
+        "v_daily_hours_by_project",
         """
-        CREATE VIEW v_daily_hours_by_project AS
         SELECT entered_on, attributable_to_gid, attributable_to_name,
                SUM(duration_minutes) / 60.0 AS hours, COUNT(*) AS entries
         FROM time_tracking_entries
@@ -49,9 +51,9 @@ def upgrade() -> None:
         GROUP BY entered_on, attributable_to_gid, attributable_to_name
         """
     )
-    op.execute(
+    create_view_if_missing(
+        "v_daily_hours_by_user",
         """
-        CREATE VIEW v_daily_hours_by_user AS
         SELECT entered_on, created_by_gid, created_by_name,
                SUM(duration_minutes) / 60.0 AS hours, COUNT(*) AS entries
         FROM time_tracking_entries

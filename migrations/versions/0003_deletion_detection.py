@@ -8,6 +8,8 @@ Create Date: 2026-11-28
 import sqlalchemy as sa
 from alembic import op
 
+from etl.migration_steps import add_columns_if_missing, batch_alter_table, create_table_if_missing
+
 revision = "0003"
 down_revision = "0002"
 branch_labels = None
@@ -18,10 +20,12 @@ MYSQL = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("sync_run_scopes") as batch:
-        batch.add_column(sa.Column("deleted", sa.Integer, nullable=False, server_default="0"))
-        batch.add_column(sa.Column("restarts", sa.Integer, nullable=False, server_default="0"))
-    op.create_table(
+    add_columns_if_missing(
+        "sync_run_scopes",
+        sa.Column("deleted", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("restarts", sa.Integer, nullable=False, server_default="0"),
+    )
+    create_table_if_missing(
         "sync_run_seen_entries",
         sa.Column("run_id", sa.Integer, nullable=False),
         sa.Column("scope_type", sa.String(16), nullable=False),
@@ -42,6 +46,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("sync_run_seen_entries")
-    with op.batch_alter_table("sync_run_scopes") as batch:
+    with batch_alter_table("sync_run_scopes") as batch:
         batch.drop_column("restarts")
         batch.drop_column("deleted")

@@ -8,6 +8,8 @@ Create Date: 2026-11-28
 import sqlalchemy as sa
 from alembic import op
 
+from etl.migration_steps import add_column_if_missing
+
 revision = "0004"
 down_revision = "0003"
 branch_labels = None
@@ -17,7 +19,8 @@ depends_on = None
 def upgrade() -> None:
     # nullable: rows loaded before this revision have none; the next sync compares them
     # as changed and fills it in
-    op.add_column("time_tracking_entries", sa.Column("content_hash", sa.String(32), nullable=True))
+    add_column_if_missing("time_tracking_entries",
+                          sa.Column("content_hash", sa.String(32), nullable=True))
 
 
 def downgrade() -> None:

@@ -8,6 +8,8 @@ Create Date: 2026-11-28
 import sqlalchemy as sa
 from alembic import op
 
+from etl.migration_steps import create_index_if_missing, drop_table_if_present
+
 revision = "0005"
 down_revision = "0004"
 branch_labels = None
@@ -37,11 +39,12 @@ def _create(unique: bool) -> None:
 
 
 def upgrade() -> None:
-    # its rows only matter while a run is in progress: recreate rather than alter
-    op.drop_table("sync_run_seen_entries")
+    # its rows only matter while a run is in progress: recreate rather than alter (and
+    # again, if a killed run of this on MySQL left it without its index)
+    drop_table_if_present("sync_run_seen_entries")
     _create(unique=False)
-    op.create_index("ix_sync_run_seen_entries_run_id_scope_type_scope_gid",
-                    "sync_run_seen_entries", ["run_id", "scope_type", "scope_gid"])
+    create_index_if_missing("ix_sync_run_seen_entries_run_id_scope_type_scope_gid",
+                            "sync_run_seen_entries", ["run_id", "scope_type", "scope_gid"])
 
 
 def downgrade() -> None:

@@ -16,6 +16,8 @@ Create Date: 2026-11-28
 
 from alembic import op
 
+from etl.migration_steps import batch_alter_table, drop_foreign_key_if_present
+
 revision = "0006"
 down_revision = "0005"
 branch_labels = None
@@ -26,10 +28,8 @@ SEEN_FK = "fk_sync_run_seen_entries_run_id_sync_runs"
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("time_tracking_entry_scopes") as batch:
-        batch.drop_constraint(LINKS_FK, type_="foreignkey")
-    with op.batch_alter_table("sync_run_seen_entries") as batch:
-        batch.drop_constraint(SEEN_FK, type_="foreignkey")
+    drop_foreign_key_if_present("time_tracking_entry_scopes", LINKS_FK)
+    drop_foreign_key_if_present("sync_run_seen_entries", SEEN_FK)
 
 
 def downgrade() -> None:
@@ -37,8 +37,8 @@ def downgrade() -> None:
     op.execute("DELETE FROM time_tracking_entry_scopes WHERE entry_gid NOT IN "
                "(SELECT gid FROM time_tracking_entries)")
     op.execute("DELETE FROM sync_run_seen_entries WHERE run_id NOT IN (SELECT id FROM sync_runs)")
-    with op.batch_alter_table("time_tracking_entry_scopes") as batch:
+    with batch_alter_table("time_tracking_entry_scopes") as batch:
         batch.create_foreign_key(LINKS_FK, "time_tracking_entries", ["entry_gid"], ["gid"],
                                  ondelete="CASCADE")
-    with op.batch_alter_table("sync_run_seen_entries") as batch:
+    with batch_alter_table("sync_run_seen_entries") as batch:
         batch.create_foreign_key(SEEN_FK, "sync_runs", ["run_id"], ["id"], ondelete="CASCADE")

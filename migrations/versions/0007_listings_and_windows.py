@@ -11,7 +11,8 @@ Create Date: 2026-12-01
 """
 
 import sqlalchemy as sa
-from alembic import op
+
+from etl.migration_steps import add_column_if_missing, batch_alter_table
 
 revision = "0007"
 down_revision = "0006"
@@ -23,15 +24,15 @@ COLUMNS = ("window_since", "window_until", "listings", "requests")
 
 def upgrade() -> None:
     # plain ADD COLUMN on every backend (nullable, or with a default): no table copy
-    op.add_column("sync_run_scopes", sa.Column("window_since", sa.Date, nullable=True))
-    op.add_column("sync_run_scopes", sa.Column("window_until", sa.Date, nullable=True))
-    op.add_column("sync_run_scopes", sa.Column("listings", sa.Integer, nullable=False,
-                                               server_default="0"))
-    op.add_column("sync_run_scopes", sa.Column("requests", sa.Integer, nullable=False,
-                                               server_default="0"))
+    add_column_if_missing("sync_run_scopes", sa.Column("window_since", sa.Date, nullable=True))
+    add_column_if_missing("sync_run_scopes", sa.Column("window_until", sa.Date, nullable=True))
+    add_column_if_missing("sync_run_scopes", sa.Column("listings", sa.Integer, nullable=False,
+                                                       server_default="0"))
+    add_column_if_missing("sync_run_scopes", sa.Column("requests", sa.Integer, nullable=False,
+                                                       server_default="0"))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("sync_run_scopes") as batch:
+    with batch_alter_table("sync_run_scopes") as batch:
         for name in COLUMNS:
             batch.drop_column(name)
