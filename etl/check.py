@@ -8,7 +8,6 @@ with its fix. Nothing is written, and no SQLite file is created.
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,15 +116,15 @@ def _sqlite_file_exists(engine: sa.Engine) -> bool:
 
 
 def _new_sqlite_file(shown: str, engine: sa.Engine) -> DatabaseCheck:
+    problem = db.sqlite_folder_problem(engine.url.database)
+    if problem is None:
+        return DatabaseCheck(shown, True, "no file yet: the first sync creates it")
     folder = Path(engine.url.database).resolve().parent
-    if not folder.is_dir():
-        return DatabaseCheck(shown, False, f"the folder {folder} does not exist",
-                             f"create it (mkdir -p {folder}) or point [database] url elsewhere")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        return DatabaseCheck(shown, False, f"the folder {folder} is not writable by this user",
-                             "give this user write permission on it, or point [database] url "
-                             "at a folder it can write")
-    return DatabaseCheck(shown, True, "no file yet: the first sync creates it")
+    fix = (f"create it (mkdir -p {folder}) or point [database] url elsewhere"
+           if "does not exist" in problem else
+           "give this user write permission on it, or point [database] url at a folder it can "
+           "write")
+    return DatabaseCheck(shown, False, problem, fix)
 
 
 def _schema_state(shown: str, revision: str | None) -> DatabaseCheck:

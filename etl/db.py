@@ -10,6 +10,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.engine import Engine, make_url
 
+from etl import database_url
 from etl.errors import DatabaseError
 from etl.transform import CanonicalJSON
 
@@ -233,10 +235,7 @@ DRIVER_EXTRAS = {"psycopg": "postgres", "psycopg2": "postgres", "pymysql": "mysq
 
 def mask_url(url: str) -> str:
     """The URL with its password replaced by `***`, safe to print."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # an unparsable URL: show only its scheme
-        return url.split(":", 1)[0] + "://***"
+    return database_url.masked(url)
 
 
 def _json_serializer(value: Any) -> str:
@@ -249,34 +248,53 @@ def make_engine(url: str) -> Engine:
     """An engine for `url`, with the settings this tool relies on.
 
     Raises:
-        DatabaseError: the URL is malformed or its driver is not installed
-            (the message names the extra to install; the password is masked).
+        DatabaseError: the URL cannot be used (malformed, an unknown kind, its driver not
+            installed): one line, the password masked, the corrected URL where one is
+            obvious and the extra to install.
     """
     try:
         parsed = make_url(url)
+        backend = parsed.get_backend_name()
+        driver = parsed.get_driver_name()
+    except sa.exc.NoSuchModuleError:  # (an ArgumentError too)
+        raise _unusable(url, f"no database kind is called {url.split(':', 1)[0]!r}") from None
     except sa.exc.ArgumentError:
-        raise DatabaseError(f"not a valid database URL: {mask_url(url)}") from None
+        raise _unusable(url, "it is not a database URL") from None
     kwargs: dict[str, Any] = {"json_serializer": _json_serializer}
-    if parsed.get_backend_name() == "sqlite":
+    if backend == "sqlite":
         kwargs["connect_args"] = {"timeout": 30}
-    if parsed.get_driver_name() == "psycopg":
+    if driver == "psycopg":
         # No server-side prepared statements: after a few runs PostgreSQL would switch
         # the loader's `gid = ANY(:gids)` lookups to a generic plan that scans the array
         # linearly for every row (10x slower than the custom plan's hashed lookup).
         kwargs["connect_args"] = {"prepare_threshold": None}
     try:
-        engine = sa.create_engine(parsed, **kwargs)
+        # hide_parameters: no bound value (an entry's contents) in any error message
+        engine = sa.create_engine(parsed, hide_parameters=True, **kwargs)
     except ModuleNotFoundError as exc:
-        extra = DRIVER_EXTRAS.get((exc.name or "").split(".")[0])
-        hint = f"; install it with: pip install 'asana-etl[{extra}]'" if extra else ""
-        raise DatabaseError(
-            f"the driver for {mask_url(url)} is not installed ({exc.name}){hint}"
-        ) from None
+        raise _unusable(url, f"its driver ({exc.name}) is not installed",
+                        DRIVER_EXTRAS.get((exc.name or "").split(".")[0])) from None
     except (sa.exc.NoSuchModuleError, sa.exc.ArgumentError) as exc:
-        raise DatabaseError(f"unsupported database URL {mask_url(url)}: {exc}") from None
+        reason = str(exc).splitlines()[0]
+        if backend == "sqlite":
+            reason = ("a SQLite URL takes three slashes before a relative path, four before "
+                      "an absolute one")
+        raise _unusable(url, reason) from None
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _unusable(url: str, reason: str, extra: str | None = None) -> DatabaseError:
+    """The one line that says why `url` cannot be used, and what to write instead."""
+    fix = database_url.corrected(url)
+    if fix is not None:
+        scheme = fix.split(":", 1)[0]
+        extra = {"postgresql+psycopg": "postgres", "mysql+pymysql": "mysql"}.get(scheme, extra)
+        reason += f"; use {mask_url(fix)}"
+    if extra:
+        reason += f" (the driver comes with: pip install 'asana-etl[{extra}]')"
+    return DatabaseError(f"cannot use the database URL {mask_url(url)}: {reason}")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -287,6 +305,21 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def sqlite_folder_problem(database: str) -> str | None:
+    """Why SQLite could not make or open the file `database` in its folder, when it is the
+    folder's fault: missing, or not writable by this user (SQLite writes its -wal and
+    -shm files next to the database, even to read it)."""
+    folder = Path(database).resolve().parent
+    if not folder.is_dir():
+        return f"the folder {folder} does not exist"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return (f"the folder {folder} is not writable by this user (SQLite writes its -wal "
+                "and -shm files next to the database, even to read it)")
+    if Path(database).exists() and not os.access(database, os.R_OK | os.W_OK):
+        return f"the file {database} is not readable and writable by this user"
+    return None
+
+
 def check_connection(engine: Engine) -> None:
     """Connect once, turning any failure into a DatabaseError with the password masked."""
     try:
@@ -294,6 +327,9 @@ def check_connection(engine: Engine) -> None:
             pass
     except sa.exc.SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", None) or exc.__class__.__name__).splitlines()[0]
+        database = engine.url.database
+        if engine.dialect.name == "sqlite" and database and database != ":memory:":
+            reason = sqlite_folder_problem(database) or reason
         password = engine.url.password
         if password:
             reason = reason.replace(str(password), "***")

@@ -159,7 +159,31 @@ def test_a_url_no_backend_understands_exits_2(run, sqlite_config):
     result = run("--config", str(sqlite_config()), "sync",
                  env={"ASANA_ETL_DATABASE_URL": "oracle+nothing://u:pw-hidden@host/db"})
     assert result.exit_code == 2 and "pw-hidden" not in result.output
-    assert "unsupported database URL oracle+nothing://u:***@host/db" in result.stderr
+    assert "cannot use the database URL oracle+nothing://u:***@host/db" in result.stderr
+
+
+@pytest.mark.parametrize("url, corrected", [
+    ("postgres://etl:pw-hidden@db.example.com/hours",
+     "use postgresql+psycopg://etl:***@db.example.com/hours"),
+    ("sqllite:///x.db", "use sqlite:///x.db"),
+    ("mysql://etl:pw-hidden@db.example.com/hours", "use mysql+pymysql://etl:***@db.example.com/hours"),
+    ("sqlite://x.db", "use sqlite:///x.db"),
+    ("x.db", "use sqlite:///x.db"),
+])
+@pytest.mark.parametrize("command", [["sync"], ["status"], ["db", "upgrade"], ["check"]])
+def test_a_mistyped_database_url_exits_2_in_one_line_naming_the_right_form(
+    run, sqlite_config, url, corrected, command
+):
+    result = run("--config", str(sqlite_config()), *command, env={"ASANA_ETL_DATABASE_URL": url})
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and "pw-hidden" not in result.output
+    if command == ["check"]:  # its report: the database's line and its fix
+        lines = [line for line in result.stdout.splitlines() if "database:" in line]
+    else:
+        lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.output
+    assert lines[0].split(": ", 1)[1].startswith("cannot use the database URL ")
+    assert corrected in lines[0]
 
 
 def test_backfill_with_named_scopes_and_a_window(run, config, asana_server, engine):
