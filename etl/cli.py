@@ -12,7 +12,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -32,6 +32,9 @@ from etl.pipeline import (
     run_backfill,
     run_sync,
 )
+
+if TYPE_CHECKING:
+    from etl.console import Terminal
 
 log = logging.getLogger("etl")
 
@@ -99,8 +102,15 @@ class _TextFormatter(logging.Formatter):
         return f"{text} [{context}]" if context else text
 
 
-def _setup_logging(level: str, fmt: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+def _setup_logging(level: str, fmt: str) -> Terminal | None:
+    """Log lines to stderr; on a terminal (text logs only), through the `Terminal` that
+    the live progress shares (returned), so that they scroll above it whole."""
+    terminal = None
+    if fmt == "text" and sys.stderr.isatty():
+        from etl.console import Terminal, TerminalHandler
+
+        terminal = Terminal(sys.stderr)
+    handler = logging.StreamHandler(sys.stderr) if terminal is None else TerminalHandler(terminal)
     handler.addFilter(ContextFilter())
     if fmt == "json":
         handler.setFormatter(_JsonFormatter())
@@ -110,6 +120,7 @@ def _setup_logging(level: str, fmt: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
+    return terminal
 
 
 def _gid(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
@@ -145,8 +156,8 @@ def _gid(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) ->
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, log_level: str, log_format: str) -> None:
     """Keep a SQL database in sync with Asana's time tracking entries."""
-    _setup_logging(log_level, log_format)
-    ctx.obj = {"config_path": config_path, "log_format": log_format}
+    terminal = _setup_logging(log_level, log_format)
+    ctx.obj = {"config_path": config_path, "log_format": log_format, "terminal": terminal}
 
 
 def _settings(ctx: click.Context, *, require_file: bool = True) -> Settings:
@@ -205,11 +216,12 @@ def _finish(ctx: click.Context, result: RunResult, metrics_file: str | None = No
 def _progress(ctx: click.Context, title: str) -> contextlib.AbstractContextManager[Any]:
     """Live progress on stderr when it is a terminal (and logs are text); nothing for
     cron mail, log files or log shippers."""
-    if sys.stderr.isatty() and not _json(ctx):
-        from etl.progress import TerminalProgress
+    terminal = ctx.obj.get("terminal")
+    if terminal is None:
+        return contextlib.nullcontext()
+    from etl.progress import TerminalProgress
 
-        return TerminalProgress(sys.stderr, title)
-    return contextlib.nullcontext()
+    return TerminalProgress(terminal, title)
 
 
 metrics_option = click.option(
@@ -443,7 +455,9 @@ def check(ctx: click.Context) -> None:
 def demo(ctx: click.Context, database_url: str, entries: int) -> None:
     """Sync a simulated Asana into a local SQLite file: try the tool without a token."""
     _run_command(ctx, "demo", None)
-    result = run_demo(database_url, entries=entries)
+    _quiet_by_default(ctx)
+    with _progress(ctx, "demo") as progress:
+        result = run_demo(database_url, entries=entries, progress=progress)
     top = top_projects(database_url, 5)
     if _json(ctx):
         click.echo(summary.dumps({"event": "demo", "database": _where(database_url),
@@ -459,6 +473,13 @@ def demo(ctx: click.Context, database_url: str, entries: int) -> None:
         click.echo(f"  sqlite3 {path} \"SELECT attributable_to_name, SUM(duration_hours) AS hours "
                    "FROM v_time_tracking_entries GROUP BY 1 ORDER BY 2 DESC LIMIT 5\"")
     _finish(ctx, result)
+
+
+def _quiet_by_default(ctx: click.Context) -> None:
+    """Warnings and errors only, unless --log-level (or its environment variable) asks
+    for more: the demo's result is what it prints, not the run's INFO lines."""
+    if ctx.parent.get_parameter_source("log_level") is click.core.ParameterSource.DEFAULT:
+        log.setLevel(logging.WARNING)
 
 
 def _where(url: str) -> str:

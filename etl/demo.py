@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from etl.asana import Sleep
 from etl.config import AsanaSettings, Scope, Secret, Settings
 from etl.db import make_engine
-from etl.pipeline import RunResult, run_sync
+from etl.pipeline import Progress, RunResult, run_sync
 
 if TYPE_CHECKING:
     from etl.simulator import Dataset
@@ -28,9 +28,11 @@ def demo_scopes(data: Dataset) -> list[Scope]:
 
 
 def run_demo(
-    database_url: str = DEMO_DATABASE_URL, *, entries: int = 2000, sleep: Sleep = time.sleep
+    database_url: str = DEMO_DATABASE_URL, *, entries: int = 2000, sleep: Sleep = time.sleep,
+    progress: Progress | None = None,
 ) -> RunResult:
-    """Start the simulator, sync it into `database_url`, stop the simulator."""
+    """Start the simulator, sync it into `database_url` (reporting to `progress` as
+    run_sync does), stop the simulator."""
     # imported here: every other command would pay for the simulator's imports
     from etl.simulator import DEMO_TOKEN, AsanaSimulator, Dataset
 
@@ -42,7 +44,7 @@ def run_demo(
             scopes=tuple(demo_scopes(data)),
             source="(demo)",
         )
-        return run_sync(settings, command="demo", sleep=sleep)
+        return run_sync(settings, command="demo", sleep=sleep, progress=progress)
 
 
 def top_projects(database_url: str, limit: int = 5) -> list[tuple[str, float]]:
