@@ -9,6 +9,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import re
 import signal
 import sys
 from pathlib import Path
@@ -69,6 +70,8 @@ def _fail(ctx: click.Context, exc: BaseException, code: int, lines: list[str]) -
             summary.write_file(obj["summary_file"], document)
         if obj.get("log_format") == "json":
             click.echo(summary.dumps(document))
+        elif getattr(exc, "result", None) is not None:  # it had started: what it did
+            click.echo(exc.result.summary())
     ctx.exit(code)
 
 
@@ -87,7 +90,7 @@ class _JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         line.update(getattr(record, "fields", None) or {})
-        return json.dumps(line, ensure_ascii=False, default=str)
+        return json.dumps(line, ensure_ascii=False, default=_iso_default)
 
 
 class _TextFormatter(logging.Formatter):
@@ -121,6 +124,25 @@ def _setup_logging(level: str, fmt: str) -> Terminal | None:
     root.setLevel(level.upper())
     root.propagate = False
     return terminal
+
+
+class _Day(click.ParamType):
+    """A calendar day as YYYY-MM-DD; an impossible one (2026-02-30) is said to be so,
+    not to be in the wrong format."""
+
+    name = "YYYY-MM-DD"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+                ) -> dt.date:
+        if isinstance(value, dt.date):
+            return value
+        text = str(value).strip()
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            self.fail(f"{text!r} is not a date as YYYY-MM-DD (e.g. 2026-03-31)", param, ctx)
+        try:
+            return dt.date.fromisoformat(text)
+        except ValueError:
+            self.fail(f"no such date: {text}", param, ctx)
 
 
 def _gid(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
@@ -164,7 +186,7 @@ def _settings(ctx: click.Context, *, require_file: bool = True) -> Settings:
     return load_settings(ctx.obj["config_path"], require_file=require_file)
 
 
-@cli.group("db")
+@cli.group("db", short_help="The database schema: db upgrade applies the migrations.")
 def db_group() -> None:
     """Manage the database schema (alembic migrations)."""
 
@@ -173,7 +195,12 @@ def db_group() -> None:
 @click.option("--revision", default="head", show_default=True, help="Target revision.")
 @click.pass_context
 def db_upgrade(ctx: click.Context, revision: str) -> None:
-    """Apply the migrations to the configured database."""
+    """Apply the migrations to the configured database (one process at a time; safe to
+    run again, and after an interrupted one).
+
+    Exit status: 0 the schema is at the revision asked for, 2 configuration or database
+    error.
+    """
     settings = _settings(ctx, require_file=False)
     engine = db.make_engine(settings.database_url)
     db.check_connection(engine)
@@ -236,7 +263,7 @@ summary_option = click.option(
 )
 
 
-@cli.command()
+@cli.command(short_help="The nightly run: read every scope, load it, detect deletions.")
 @click.option("--recent", "recent_days", type=click.IntRange(0, MAX_DAYS), metavar="DAYS",
               help="Read only the entries entered in the last DAYS days (today included, "
                    "UTC; later dates too), except for scopes due a full read "
@@ -276,15 +303,15 @@ def sync(ctx: click.Context, recent_days: int | None, no_migrate: bool, dry_run:
     _finish(ctx, result, metrics_file)
 
 
-@cli.command()
+@cli.command(short_help="A one-off load of some scopes, or of a range of days.")
 @click.option("--user", "users", multiple=True, callback=_gid, help="A user gid (repeatable).")
 @click.option("--project", "projects", multiple=True, callback=_gid, help="A project gid (repeatable).")
 @click.option("--portfolio", "portfolios", multiple=True, callback=_gid, help="A portfolio gid (repeatable).")
 @click.option("--task", "tasks", multiple=True, callback=_gid, help="A task gid (repeatable).")
 @click.option("--workspace", "workspaces", multiple=True, callback=_gid, help="A workspace gid.")
-@click.option("--since", type=click.DateTime(["%Y-%m-%d"]),
+@click.option("--since", type=_Day(),
               help="Read only entries entered on or after this date (asked of Asana).")
-@click.option("--until", type=click.DateTime(["%Y-%m-%d"]),
+@click.option("--until", type=_Day(),
               help="Read only entries entered on or before this date (asked of Asana).")
 @click.option("--no-migrate", is_flag=True, help="Do not apply pending migrations first.")
 @metrics_option
@@ -294,7 +321,12 @@ def backfill(ctx: click.Context, users, projects, portfolios, tasks, workspaces,
              no_migrate: bool, metrics_file: str | None, summary_file: str | None) -> None:
     """A one-off load of the scopes named here (else every configured scope), of the
     days between --since and --until (else all); deletions are looked for in those days
-    only."""
+    only.
+
+    Exit status: 0 every scope loaded, 1 some scope failed (the others are loaded),
+    2 configuration or database error, 3 Asana refused the token or plan, 4 another
+    run holds one of its scopes, 5 the database failed during the run.
+    """
     named = (
         [Scope("workspace", g) for g in workspaces]
         + [Scope("user", g) for g in users]
@@ -303,7 +335,7 @@ def backfill(ctx: click.Context, users, projects, portfolios, tasks, workspaces,
         + [Scope("task", g) for g in tasks]
     )
     _run_command(ctx, "backfill", summary_file)
-    window = DateWindow(since.date() if since else None, until.date() if until else None)
+    window = DateWindow(since, until)
     settings = _settings(ctx)
     with _progress(ctx, "backfill") as progress:
         result = run_backfill(settings, scopes=list(dict.fromkeys(named)) or None,
@@ -311,7 +343,7 @@ def backfill(ctx: click.Context, users, projects, portfolios, tasks, workspaces,
     _finish(ctx, result, metrics_file)
 
 
-@cli.command()
+@cli.command(short_help="Recent runs, and each scope's freshness.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
 @click.option("--check", is_flag=True,
               help="Exit 1 when a configured scope has no success within --stale-hours, or "
@@ -320,7 +352,11 @@ def backfill(ctx: click.Context, users, projects, portfolios, tasks, workspaces,
 @click.option("--limit", default=10, show_default=True, help="How many recent runs to show.")
 @click.pass_context
 def status(ctx: click.Context, as_json: bool, check: bool, stale_hours: float, limit: int) -> None:
-    """Recent runs, and each scope's last success and last full read."""
+    """Recent runs, and each scope's last success and last full read.
+
+    Exit status: 0 (with --check: every configured scope fresh), 1 with --check a scope
+    is stale, 2 configuration or database error.
+    """
     settings = _settings(ctx, require_file=False)
     engine = prepare_database(settings.database_url, migrate=False)
     now = runs.utcnow()
@@ -335,7 +371,7 @@ def status(ctx: click.Context, as_json: bool, check: bool, stale_hours: float, l
         click.echo(json.dumps({"runs": recent, "scopes": scopes}, default=_iso_default,
                               ensure_ascii=False))
     elif as_json:
-        click.echo(json.dumps({"runs": recent, "scopes": scopes}, default=str, indent=2))
+        click.echo(json.dumps({"runs": recent, "scopes": scopes}, default=_iso_default, indent=2))
     else:
         _print_status(recent, scopes, now)
     if check and stale:
@@ -361,38 +397,56 @@ def _print_status(recent: list[dict[str, Any]], scopes: list[dict[str, Any]], no
     click.echo("Recent runs:")
     if not recent:
         click.echo("  (none)")
-    for r in recent:
-        took = (r["finished_at"] - r["started_at"]).total_seconds() if r["finished_at"] else None
-        click.echo(
-            f"  #{r['id']} {r['command']:<8} {r['status']:<9} {r['started_at']:%Y-%m-%d %H:%M:%S}Z "
-            f"{'' if took is None else f'{took:.1f}s':>8}  seen {r['entries_seen']}, "
-            f"+{r['inserted']} ~{r['updated']} ={r['unchanged']} -{r['deleted']} !{r['rejected']}"
-        )
+    else:
+        rows = [["run", "command", "status", "started (UTC)", "took", "seen", "new", "changed",
+                 "unchanged", "deleted", "rejected"]]
+        for r in recent:
+            took = (r["finished_at"] - r["started_at"]).total_seconds() if r["finished_at"] else None
+            rows.append([f"#{r['id']}", r["command"], r["status"],
+                         f"{r['started_at']:%Y-%m-%dT%H:%M:%SZ}",
+                         "" if took is None else f"{took:.1f} s", r["entries_seen"], r["inserted"],
+                         r["updated"], r["unchanged"], r["deleted"], r["rejected"]])
+        _table(rows, right_from=4)
     click.echo("Scopes:")
     if not scopes:
         click.echo("  (none)")
+        return
+    rows = [["", "scope", "last status", "last success", "last full read", "last run"]]
+    errors = {}
     for s in scopes:
         last, full = s["last_success"], s["last_full_read"]
-        age = f"{(now - last).total_seconds() / 3600:.1f} h ago" if last else "never"
-        full_age = f"{(now - full).total_seconds() / 86400:.1f} d ago" if full else "never"
-        flag = "STALE " if s["stale"] else "      "
-        error = f"  last error: {s['last_error']}" if s["last_status"] == runs.FAILED else ""
         last_run = ""
         if s["last_run_id"] is not None:
             since, until = s["last_window_since"], s["last_window_until"]
             days = "all days" if since is None and until is None else f"{since or ''}..{until or ''}"
-            last_run = (f"; last run #{s['last_run_id']}: {days}, "
-                        f"{_count(s['last_pages'], 'page')} in "
-                        f"{_count(s['last_listings'], 'listing')}")
-        click.echo(f"  {flag}{s['scope_type']}:{s['scope_gid']}  last success {age}, "
-                   f"last full read {full_age}{last_run}{error}")
+            last_run = (f"#{s['last_run_id']}: {days}, {count(s['last_pages'], 'page')} in "
+                        f"{count(s['last_listings'], 'listing')}")
+        scope = f"{s['scope_type']}:{s['scope_gid']}"
+        rows.append(["STALE" if s["stale"] else "", scope, s["last_status"] or "never run",
+                     f"{(now - last).total_seconds() / 3600:.1f} h ago" if last else "never",
+                     f"{(now - full).total_seconds() / 86400:.1f} d ago" if full else "never",
+                     last_run])
+        if s["last_status"] == runs.FAILED:
+            errors[scope] = s["last_error"]
+    if not any(row[0] for row in rows[1:]):
+        rows = [row[1:] for row in rows]  # no stale scope: no column for the flag
+    _table(rows)
+    for scope, error in errors.items():
+        click.echo(f"  {scope} last error: {error}")
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
+def _table(rows: list[list[Any]], right_from: int | None = None) -> None:
+    """Rows in aligned columns (the first row is the header); numbers right-aligned from
+    column `right_from` on."""
+    cells = [[str(value) for value in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    for row in cells:
+        line = "  ".join(value.rjust(width) if right_from is not None and i >= right_from
+                         else value.ljust(width) for i, (value, width) in enumerate(zip(row, widths)))
+        click.echo(f"  {line.rstrip()}")
 
 
-@cli.command()
+@cli.command(short_help="Preflight: config, database, token, plan and every scope.")
 @click.pass_context
 def check(ctx: click.Context) -> None:
     """Preflight: the config is valid, the database can be used (reachable, and where
@@ -447,13 +501,17 @@ def check(ctx: click.Context) -> None:
     ctx.exit(int(code))
 
 
-@cli.command()
+@cli.command(short_help="Try it without a token: a simulated Asana into a SQLite file.")
 @click.option("--database-url", default=DEMO_DATABASE_URL, show_default=True,
               help="Where to load the demo data.")
 @click.option("--entries", default=2000, show_default=True, help="How many entries to simulate.")
 @click.pass_context
 def demo(ctx: click.Context, database_url: str, entries: int) -> None:
-    """Sync a simulated Asana into a local SQLite file: try the tool without a token."""
+    """Sync a simulated Asana into a local SQLite file: try the tool without a token.
+
+    Exit status: 0 the demo ran, 2 the database URL cannot be used, 5 the database
+    failed during the run.
+    """
     _run_command(ctx, "demo", None)
     _quiet_by_default(ctx)
     with _progress(ctx, "demo") as progress:

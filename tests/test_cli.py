@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -223,11 +224,19 @@ def test_status_text_json_and_check(run, config, asana_server):
     run("--config", str(path), "sync")
     text = run("--config", str(path), "status")
     assert text.exit_code == 0
-    assert "partial" in text.stdout and "STALE project:999" in text.stdout
-    assert "Unknown object" in text.stdout
+    lines = text.stdout.splitlines()
+    header, run_row = lines[1], lines[2]
+    assert header.split() == ["run", "command", "status", "started", "(UTC)", "took", "seen",
+                              "new", "changed", "unchanged", "deleted", "rejected"]
+    assert len(header) == len(run_row) and "partial" in run_row  # columns aligned
+    assert re.search(r"T\d\d:\d\d:\d\dZ", run_row)  # ISO 8601, as everywhere
+    stale = next(line for line in lines if "project:999" in line and "STALE" in line)
+    assert stale.split()[:3] == ["STALE", "project:999", "failed"]
+    assert "project:999 last error: HTTP 404: attributable_to: Unknown object" in text.stdout
 
     as_json = json.loads(run("--config", str(path), "status", "--json").stdout)
     assert as_json["runs"][0]["status"] == "partial"
+    assert "T" in as_json["runs"][0]["started_at"]
     scopes = {(s["scope_type"], s["scope_gid"]): s for s in as_json["scopes"]}
     assert scopes[("project", "999")]["stale"] is True
     assert scopes[("workspace", data.workspace_gid)]["stale"] is False
@@ -270,3 +279,21 @@ def test_every_command_has_help(run, command):
 
 def test_version(run):
     assert run("--version").stdout.startswith("asana-etl, version ")
+
+
+@pytest.mark.parametrize("value, message", [
+    ("2026-02-30", "no such date: 2026-02-30"),
+    ("2026/02/03", "'2026/02/03' is not a date as YYYY-MM-DD"),
+])
+def test_an_impossible_or_misshapen_date_says_which(run, sqlite_config, value, message):
+    result = CliRunner().invoke(cli, ["--config", str(sqlite_config()), "backfill",
+                                      "--since", value])
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_every_command_lists_its_exit_codes_and_the_top_help_is_not_cut(run):
+    top = CliRunner().invoke(cli, ["--help"]).output
+    assert "..." not in top.split("Commands:")[1]  # each command's summary whole
+    for command in (["sync"], ["backfill"], ["status"], ["check"], ["demo"], ["db", "upgrade"]):
+        text = CliRunner().invoke(cli, [*command, "--help"]).output
+        assert "Exit status: 0" in text, command

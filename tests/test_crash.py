@@ -175,6 +175,7 @@ def test_sigterm_rolls_back_the_page_and_records_the_run_failed(tmp_path, server
     code, output = finish(process)
     assert code == 128 + signal.SIGTERM, output
     assert "interrupted by SIGTERM" in output and "Traceback" not in output
+    assert any(line.startswith("sync failed: ") for line in output.splitlines())  # what it did
     with engine.connect() as conn:
         run = conn.execute(sa.select(db.sync_runs)).one()
         entries = conn.scalar(sa.select(sa.func.count()).select_from(db.time_tracking_entries))
