@@ -46,6 +46,7 @@ from etl.errors import (
     ConfigError,
     DatabaseError,
     DatabaseFailed,
+    EtlError,
     ExitCode,
     Interrupted,
 )
@@ -767,4 +768,6 @@ def _describe(exc: BaseException) -> str:
         return str(exc)
     if isinstance(exc, AsanaError):
         return exc.message
+    if isinstance(exc, EtlError):  # says what happened in its own words
+        return str(exc)
     return f"{exc.__class__.__name__}: {exc}"
