@@ -364,7 +364,9 @@ def test_a_full_read_comes_round_every_full_every_days(asana_server, make_settin
         f.write(f'[sync]\nrecent_days = 7\nfull_every_days = 3\n[scopes]\nworkspace = '
                 f'"{data.workspace_gid}"\n')
     out = CliRunner().invoke(cli, ["--config", config, "status"], env=env)
-    assert out.exit_code == 0 and "last full read 7.0 d ago" in out.output
+    row = next(line for line in out.output.splitlines() if f"workspace:{data.workspace_gid}" in line)
+    assert out.exit_code == 0 and "last full read" in out.output
+    assert row.split()[:2] == ["STALE", f"workspace:{data.workspace_gid}"] and "7.0 d ago" in row
     check = CliRunner().invoke(cli, ["--config", config, "status", "--check"], env=env)
     assert check.exit_code == 1 and "no full read in 6 days" in check.output
     with engine.connect() as conn:
