@@ -36,12 +36,20 @@ def corrected(url: str) -> str | None:
     return None
 
 
+#: Query parameters that hold a secret (`?password=…` is another way to give one).
+_SECRET_PARAMETERS = ("password", "sslpassword", "passwd")
+
+
 def masked(url: str) -> str:
-    """`url` with its password replaced by `***` (also when it does not parse)."""
+    """`url` with its password replaced by `***` (also when it does not parse, when the
+    password holds an unescaped `@`, or when it comes as a query parameter)."""
     from sqlalchemy.engine import make_url
 
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
+        if "@" not in (parsed.host or ""):  # else the password's tail would show as host
+            secrets = {key: "***" for key in parsed.query if key.lower() in _SECRET_PARAMETERS}
+            return parsed.update_query_dict(secrets).render_as_string(hide_password=True)
     except Exception:
         pass
     if "://" not in url:
@@ -52,3 +60,20 @@ def masked(url: str) -> str:
         user = credentials.split(":", 1)[0]
         return f"{scheme}://{user}:***@{host}" if ":" in credentials else f"{scheme}://{rest}"
     return url
+
+
+def secrets(url: str) -> list[str]:
+    """The password as written in `url` (and its parts around an unescaped `@`), for
+    scrubbing from a driver's own messages."""
+    rest = url.split("://", 1)[1] if "://" in url else url
+    found = []
+    if "@" in rest.split("?", 1)[0]:
+        credentials = rest.rsplit("@", 1)[0]
+        if ":" in credentials:
+            password = credentials.split(":", 1)[1]
+            found += [password, *password.split("@")]
+    for part in rest.split("?", 1)[1].split("&") if "?" in rest else []:
+        key, _, value = part.partition("=")
+        if key.lower() in _SECRET_PARAMETERS and value:
+            found.append(value)
+    return sorted({p for p in found if len(p) >= 3}, key=len, reverse=True)

@@ -238,6 +238,11 @@ def mask_url(url: str) -> str:
     return database_url.masked(url)
 
 
+def engine_url(engine: Engine) -> str:
+    """The engine's URL, safe to print."""
+    return mask_url(engine.url.render_as_string(hide_password=False))
+
+
 def _json_serializer(value: Any) -> str:
     if isinstance(value, CanonicalJSON):
         return value  # serialised once already, by the transformer
@@ -260,6 +265,8 @@ def make_engine(url: str) -> Engine:
         raise _unusable(url, f"no database kind is called {url.split(':', 1)[0]!r}") from None
     except sa.exc.ArgumentError:
         raise _unusable(url, "it is not a database URL") from None
+    except ValueError:  # host:5432x
+        raise _unusable(url, "its port is not a number") from None
     kwargs: dict[str, Any] = {"json_serializer": _json_serializer}
     if backend == "sqlite":
         kwargs["connect_args"] = {"timeout": 30}
@@ -330,11 +337,15 @@ def check_connection(engine: Engine) -> None:
         database = engine.url.database
         if engine.dialect.name == "sqlite" and database and database != ":memory:":
             reason = sqlite_folder_problem(database) or reason
-        password = engine.url.password
-        if password:
-            reason = reason.replace(str(password), "***")
+        written = engine.url.render_as_string(hide_password=False)
+        for secret in [*database_url.secrets(written), str(engine.url.password or "")]:
+            if secret:
+                reason = reason.replace(secret, "***")
+        host = engine.url.host or ""
+        if "@" in host:  # a password's unescaped @: its tail was taken for the host
+            reason = reason.replace(host, "***@" + host.rsplit("@", 1)[1])
         raise DatabaseError(
-            f"cannot connect to {engine.url.render_as_string(hide_password=True)}: {reason}"
+            f"cannot connect to {engine_url(engine)}: {reason}"
         ) from None
 
 

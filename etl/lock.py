@@ -35,7 +35,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from etl.config import Scope
-from etl.db import sync_run_scopes, sync_runs
+from etl.db import engine_url, sync_run_scopes, sync_runs
 from etl.errors import DatabaseError, LockError
 
 LOCK_NAME = "asana-etl"
@@ -65,6 +65,8 @@ class ScopeLocks:
         self.engine = engine
         self.label = label
         self.held: list[Scope] = []
+        #: the run these locks are for, once it has its row (left out when naming holders)
+        self.run_id: int | None = None
 
     def session(self) -> sa.Connection | None:
         """The connection the run writes on (None: any from the pool)."""
@@ -89,6 +91,10 @@ class ScopeLocks:
                 self.close()
                 raise LockError(_message(self.engine, scope, holder))
             self.held.append(scope)
+        self._acquired()
+
+    def _acquired(self) -> None:
+        """Every lock asked for is held."""
 
     # what each backend provides, for a lock's name
     def _take(self, name: str) -> bool:
@@ -141,7 +147,7 @@ def schema_lock(engine: sa.Engine, wait: float = SCHEMA_WAIT) -> Iterator[None]:
         while not locks._take(SCHEMA):
             if time.monotonic() > deadline:
                 raise DatabaseError("another process has been migrating the schema of "
-                                    f"{engine.url.render_as_string(hide_password=True)} for "
+                                    f"{engine_url(engine)} for "
                                     f"{wait:.0f} s; try again when it is done")
             time.sleep(0.1)
         yield
@@ -233,8 +239,10 @@ class _ServerLocks(ScopeLocks):
         super().__init__(engine, label)
         self.conn: sa.Connection | None = None
         self.broken = False
-        #: how `_holder` names this session on the server
+        #: how `_holder` names this session on the server, and the session holding our
+        #: locks (the two differ while a lost session is being replaced)
         self.identity: str | None = None
+        self.holding: str | None = None
         #: why this run may write no more: another run took one of its scopes
         self.taken_over: LockError | None = None
 
@@ -255,6 +263,14 @@ class _ServerLocks(ScopeLocks):
     def lost(self) -> None:
         self.broken = True
 
+    def _acquired(self) -> None:
+        self.holding = self.identity
+
+    def _end_session(self, identity: str) -> None:
+        """End our own lost session on the server, which has not noticed that its client
+        is gone (a half-open connection): its locks are free at once, not when the
+        server's keepalive finds out. Best effort: without the right, we wait."""
+
     def _retake(self) -> None:
         """A new session, holding every scope this run held.
 
@@ -268,7 +284,7 @@ class _ServerLocks(ScopeLocks):
             with contextlib.suppress(Exception):
                 old.invalidate()
                 old.close()
-        previous, scopes = self.identity, list(self.held)
+        previous, scopes = self.holding, list(self.held)
         self.held = []
         try:
             for scope in scopes:
@@ -279,8 +295,9 @@ class _ServerLocks(ScopeLocks):
                 if holder is not None and holder == previous:
                     self._release_all()
                     self.conn.commit()
+                    self._end_session(holder)
                     raise StaleSession()
-                message = _message(self.engine, scope, holder)
+                message = _message(self.engine, scope, holder, self.run_id)
                 self.close()
                 scopes = []
                 self.taken_over = LockError(f"this run's lock connection was lost, and {message}; "
@@ -295,6 +312,7 @@ class _ServerLocks(ScopeLocks):
                         self.conn.close()
                     self.conn = None
         self.broken = False
+        self.holding = self.identity
 
     def _opened(self, conn: sa.Connection) -> None:
         pass
@@ -334,20 +352,29 @@ class _AdvisoryLocks(_ServerLocks):
     def _take(self, name: str) -> bool:
         return bool(self._scalar("SELECT pg_try_advisory_lock(:key)", key=self._key(name)))
 
+    #: The granted advisory lock of a key in this database (a bigint key shows in
+    #: pg_locks as classid, its high half, and objid, with objsubid 1).
+    _HELD = ("FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = "
+             "'advisory' AND l.granted AND l.objsubid = 1 AND l.classid::bigint = :high AND "
+             "l.objid::bigint = :low AND l.database = (SELECT oid FROM pg_database WHERE "
+             "datname = current_database())")
+
+    def _key_halves(self, name: str) -> dict[str, int]:
+        key = self._key(name) & 0xFFFFFFFFFFFFFFFF
+        return {"high": key >> 32, "low": key & 0xFFFFFFFF}
+
     def _probe(self, name: str) -> bool:
-        key = self._key(name)
-        if not self._scalar("SELECT pg_try_advisory_lock(:key)", key=key):
-            return False
-        self._scalar("SELECT pg_advisory_unlock(:key)", key=key)
-        return True
+        # looked up, not taken and let go: a run starting that instant must not find it held
+        return not self._scalar(f"SELECT EXISTS (SELECT 1 {self._HELD})", **self._key_halves(name))
 
     def _holder(self, name: str) -> str | None:
-        key = self._key(name) & 0xFFFFFFFFFFFFFFFF
-        return self._scalar(
-            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-            "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
-            "AND l.classid::bigint = :high AND l.objid::bigint = :low LIMIT 1",
-            high=key >> 32, low=key & 0xFFFFFFFF)
+        return self._scalar(f"SELECT a.application_name {self._HELD} LIMIT 1",
+                            **self._key_halves(name))
+
+    def _end_session(self, identity: str) -> None:
+        with contextlib.suppress(sa.exc.SQLAlchemyError):
+            self._scalar("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
+                         "application_name = :label AND pid <> pg_backend_pid()", label=identity)
 
     def _release_all(self) -> None:
         self.conn.execute(sa.text("SELECT pg_advisory_unlock_all()"))
@@ -380,21 +407,29 @@ class _NamedLocks(_ServerLocks):
         holder = self._scalar("SELECT IS_USED_LOCK(:name)", name=self._server_name(name))
         return f"connection {holder}" if holder else None
 
+    def _end_session(self, identity: str) -> None:
+        with contextlib.suppress(sa.exc.SQLAlchemyError):
+            self._connection().exec_driver_sql(f"KILL {int(identity.split()[-1])}")
+            self.conn.commit()
+
     def _release_all(self) -> None:
         for server_name in self.taken:
             self.conn.execute(sa.text("SELECT RELEASE_LOCK(:name)"), {"name": server_name})
         self.taken.clear()
 
 
-def _message(engine: sa.Engine, scope: Scope, holder: str | None) -> str:
-    """'another run holds scope user:1: run #12 (sync, pid 4242 on host, started ...)'."""
+def _message(engine: sa.Engine, scope: Scope, holder: str | None,
+             own_run: int | None = None) -> str:
+    """'another run holds scope user:1: run #12 (sync, pid 4242 on host, started ...)'
+    (never `own_run`, the run that asks)."""
     running = None
     try:
         with engine.connect() as conn:
             running = conn.execute(
                 sa.select(sync_runs)
                 .join(sync_run_scopes, sync_run_scopes.c.run_id == sync_runs.c.id)
-                .where(sync_runs.c.status == "running", sync_run_scopes.c.scope_type == scope.kind,
+                .where(sync_runs.c.status == "running", sync_runs.c.id != (own_run or 0),
+                       sync_run_scopes.c.scope_type == scope.kind,
                        sync_run_scopes.c.scope_gid == scope.gid)
                 .order_by(sync_runs.c.id.desc())
                 .limit(1)

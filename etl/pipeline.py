@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ from etl.errors import (
     EtlError,
     ExitCode,
     Interrupted,
+    LockError,
 )
 from etl.fetcher import (
     ConfirmDone,
@@ -72,7 +74,7 @@ from etl.lock import ScopeLocks, schema_lock, scope_locks
 from etl.runs import PageCounts
 from etl.transform import VALUE_COLUMNS, RowValues
 from etl.wording import count
-from etl.writer import RowRefused, Writer, classify
+from etl.writer import RowRefused, Writer, classify, describe
 
 log = logging.getLogger(__name__)
 
@@ -293,6 +295,9 @@ def run_sync(
                 run = _Run(engine, fetcher, settings, command, windows, feed, locks, listings)
                 run.progress = progress
                 return run.execute()
+    except sa.exc.SQLAlchemyError as exc:  # before the run began, or after it ended
+        raise DatabaseError(f"the database {db.mask_url(settings.database_url)} failed: "
+                            f"{describe(exc)}") from exc
     finally:
         engine.dispose()
 
@@ -353,6 +358,9 @@ class _Run:
 
     #: The run loading in this process, for `request_stop` (signals reach the process).
     current: _Run | None = None
+    #: The runs this process is running (a run row with this process's pid and none of
+    #: these ids was left by a run of this process that ended without its final status).
+    live: set[int] = set()
 
     def __init__(self, engine: sa.Engine, fetcher: Fetcher, settings: Settings, command: str,
                  windows: dict[Scope, DateWindow], feed: int, locks: ScopeLocks,
@@ -390,6 +398,10 @@ class _Run:
             return run_id
 
         self.run_id = self.writer.transaction(start)
+        locks.run_id = self.run_id
+        _Run.live.add(self.run_id)
+        #: the scopes whose row has its final status
+        self.closed: set[Scope] = set()
         if dead:
             log.warning("run%s %s left running by a process that died: marked abandoned",
                         "s" if len(dead) > 1 else "", ", ".join(f"#{i}" for i in dead))
@@ -417,7 +429,10 @@ class _Run:
         dead, still = [], {}
         now = time.monotonic()
         for run in free:
-            alive = runs.process_alive(*processes[run])
+            hostname, pid, started_at = processes[run]
+            alive = runs.process_alive(hostname, pid, started_at)
+            if alive and pid == os.getpid():
+                alive = run in _Run.live
             since = (suspects or {}).get(run, now)
             if alive is False or (alive is None and now - since >= ABANDON_GRACE):
                 dead.append(run)
@@ -446,14 +461,15 @@ class _Run:
             if isinstance(exc, sa.exc.SQLAlchemyError):  # a read failed: the server did
                 exc = self.writer.failure(exc, classify(exc) if isinstance(
                     exc, sa.exc.DBAPIError) else "other")
-            unfinished = [r for r in self.results.values() if r.status == runs.RUNNING]
+            # a scope whose final status did not reach its row failed with the run
+            unfinished = [r for r in self.results.values() if r.scope not in self.closed]
             for result in unfinished:
                 result.status, result.error = runs.FAILED, _describe(exc)
             try:
                 for result in unfinished:
                     self._close_scope(result)
                 self._finish(runs.FAILED, error=_describe(exc))
-            except DatabaseFailed:
+            except (DatabaseFailed, LockError):
                 # the database does not answer: the row stays `running`, its locks are
                 # free, and the next run marks it abandoned
                 self.finished_at = runs.utcnow()
@@ -462,6 +478,8 @@ class _Run:
             if exc is not original:
                 raise exc from original
             raise
+        finally:
+            _Run.live.discard(self.run_id)
         _Run.current = None
         failed = sum(r.status == runs.FAILED for r in self.results.values())
         if failed == 0:
@@ -566,7 +584,7 @@ class _Run:
 
         while True:
             try:
-                counts = self.writer.transaction(write)
+                counts = self.writer.transaction(write, refusable=True)
                 break
             except RowRefused as refused:
                 bad = self._refused_rows(rows, now)
@@ -680,13 +698,17 @@ class _Run:
             )
 
         self.writer.own_row(close)
+        self.closed.add(result.scope)
 
     def _finish(self, status: str, error: str | None) -> None:
         failed = sum(r.status == runs.FAILED for r in self.results.values())
         self.finished_at, self.error = runs.utcnow(), error
         dead: list[int] = []
         if self.suspects and self.writer.lost is None:
-            dead, self.suspects = self._dead_runs(self.suspects)
+            try:
+                dead, self.suspects = self._dead_runs(self.suspects)
+            except sa.exc.SQLAlchemyError:
+                pass  # others' bookkeeping: the next run tries again
 
         def finish(conn: sa.Connection) -> None:
             if dead:

@@ -27,6 +27,7 @@ from typing import TypeVar
 
 import sqlalchemy as sa
 
+from etl.db import engine_url
 from etl.errors import DatabaseFailed, LockError
 from etl.lock import ScopeLocks, StaleSession
 
@@ -76,13 +77,14 @@ class Writer:
         #: set once another run took one of ours: from then on only our own row is written
         self.lost: LockError | None = None
 
-    def transaction(self, write: Callable[[sa.Connection], T]) -> T:
+    def transaction(self, write: Callable[[sa.Connection], T], refusable: bool = False) -> T:
         """`write` in one transaction, on the lock session, committed; again from the
         start after a deadlock or a dropped connection.
 
         Raises:
             LockError: the lock session was lost and another run took one of our scopes.
-            RowRefused: the database refused a value (nothing was written).
+            RowRefused: with `refusable`, the database refused a value (nothing was
+                written); without, that is a DatabaseFailed.
             DatabaseFailed: anything else the database did (nothing was written).
         """
         contended = reconnects = 0
@@ -121,7 +123,7 @@ class Writer:
                     time.sleep(min(1.0, 0.05 * 2 ** reconnects))
                     reconnects += 1
                     continue
-            if kind == "refused":
+            if kind == "refused" and refusable:
                 raise RowRefused(describe(exc)) from exc
             raise self.failure(exc, kind) from exc
 
@@ -133,7 +135,10 @@ class Writer:
             DatabaseFailed: the database did not take it.
         """
         if self.lost is None:
-            return self.transaction(write)
+            try:
+                return self.transaction(write)
+            except LockError:
+                pass  # lost just now (self.lost is set): our own row all the same
         try:
             with self.engine.begin() as conn:
                 return write(conn)
@@ -148,7 +153,7 @@ class Writer:
             raise _RolledBack()
 
         try:
-            self.transaction(attempt)
+            self.transaction(attempt, refusable=True)
         except _RolledBack:
             return None
         except RowRefused as refused:
@@ -178,7 +183,7 @@ class Writer:
         return sa.exc.DBAPIError(None, None, raw, connection_invalidated=gone)
 
     def _where(self) -> str:
-        return self.engine.url.render_as_string(hide_password=True)
+        return engine_url(self.engine)
 
     def failure(self, exc: BaseException | None, kind: str) -> DatabaseFailed:
         """The run's end, in one line: the database and the cause."""

@@ -297,3 +297,17 @@ def test_every_command_lists_its_exit_codes_and_the_top_help_is_not_cut(run):
     for command in (["sync"], ["backfill"], ["status"], ["check"], ["demo"], ["db", "upgrade"]):
         text = CliRunner().invoke(cli, [*command, "--help"]).output
         assert "Exit status: 0" in text, command
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("postgresql+psycopg://etl:pw@hidden@nosuchhost.invalid/db",
+     "cannot connect to postgresql+psycopg://etl:***@nosuchhost.invalid/db"),
+    ("postgresql+psycopg://postgres@127.0.0.1:1/db?password=pwhidden",
+     "cannot connect to postgresql+psycopg://postgres@127.0.0.1:1/db?password="),
+    ("postgresql+psycopg://etl:pwhidden@127.0.0.1:5432x/db", "its port is not a number"),
+])
+def test_a_password_never_shows_however_the_url_holds_it(run, sqlite_config, url, shown):
+    result = run("--config", str(sqlite_config()), "db", "upgrade",
+                 env={"ASANA_ETL_DATABASE_URL": url})
+    assert result.exit_code == 2 and shown in result.stderr, result.output
+    assert "hidden" not in result.output and "Traceback" not in result.output

@@ -123,7 +123,7 @@ def test_runs_over_disjoint_scopes_share_a_database_and_an_overlapping_one_exits
 
 
 def test_a_dead_runs_scopes_are_free_and_a_live_runs_are_not(
-    asana_server, make_settings, engine, sleep, monkeypatch
+    asana_server, make_settings, engine, sleep, monkeypatch, request
 ):
     """Only a run whose process is gone is marked abandoned: its locks are free."""
     from etl.lock import scope_locks
@@ -135,6 +135,9 @@ def test_a_dead_runs_scopes_are_free_and_a_live_runs_are_not(
     now = runs.utcnow()
     gone = subprocess.Popen(["true"])
     gone.wait()
+    living = subprocess.Popen(["sleep", "120"])
+    request.addfinalizer(living.kill)
+    time.sleep(0.1)
     with engine.begin() as conn:  # runs left running: one alive (below), some dead
         alive = runs.start_run(conn, "sync", 1, now)
         runs.start_scope(conn, alive, Scope("user", users[1]), now)
@@ -143,10 +146,15 @@ def test_a_dead_runs_scopes_are_free_and_a_live_runs_are_not(
         # on this host, but its pid is gone
         conn.execute(sa.update(db.sync_runs).where(db.sync_runs.c.id == dead)
                      .values(pid=gone.pid))
-        # our own pid: alive, and yet its lock is free (it lost its lock connection and
+        # a live process, and yet its lock is free (it lost its lock connection and
         # will find out before its next write): never marked abandoned
         lost = runs.start_run(conn, "sync", 1, now)
         runs.start_scope(conn, lost, Scope("user", users[4]), now)
+        conn.execute(sa.update(db.sync_runs).where(db.sync_runs.c.id == lost)
+                     .values(pid=living.pid))
+        # this very process, but no run of it: left by a run that ended badly
+        mine = runs.start_run(conn, "sync", 1, now)
+        runs.start_scope(conn, mine, Scope("user", users[6]), now)
         # on another host: cannot be looked at from here, so only after ABANDON_GRACE
         elsewhere = runs.start_run(conn, "sync", 1, now)
         runs.start_scope(conn, elsewhere, Scope("user", users[5]), now)
@@ -156,7 +164,8 @@ def test_a_dead_runs_scopes_are_free_and_a_live_runs_are_not(
         result = run_sync(make_settings([Scope("user", users[3])]), sleep=sleep)
     assert result.status == "succeeded"
     assert status(engine) == {1: "succeeded", alive: "running", dead: "abandoned",
-                              lost: "running", elsewhere: "running", result.run_id: "succeeded"}
+                              lost: "running", mine: "abandoned", elsewhere: "running",
+                              result.run_id: "succeeded"}
     monkeypatch.setattr(pipeline, "ABANDON_GRACE", 0.0)
     assert run_sync(make_settings([Scope("user", users[3])]), sleep=sleep).status == "succeeded"
     assert status(engine)[elsewhere] == "abandoned"
