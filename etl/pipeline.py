@@ -1,11 +1,14 @@
 """run_sync / run_backfill: extract → transform → load, one committed transaction a batch.
 
 The order of a run:
-1. the database is reachable (else exit 2, nothing read);
+1. the database URL can be used (else exit 2, nothing read);
 2. the fetcher process starts, and Asana accepts the token and the plan (one `limit=1`
-   request; else exit 3, nothing written);
-3. the run lock is taken (else exit 4), migrations applied, runs left `running` by a
-   dead process marked `abandoned`, and this run's row written;
+   request; else exit 3, nothing written, not even a SQLite file); then the database
+   is reachable (else exit 2);
+3. the scopes' locks are taken (else exit 4), migrations applied, runs left `running`
+   by a dead process marked `abandoned`, and this run's row written; from here every
+   write goes through the session holding the locks (`etl.writer`), and a database
+   that fails for good ends the run with exit 5;
 4. each scope gets its window (all days; `backfill --since/--until`; or with
    `sync --recent` its last days, unless a full read is due), and the plan
    (`etl.plan`) turns the scopes into listings: date windows sized by what the
@@ -260,10 +263,13 @@ def run_sync(
 
     Raises:
         ConfigError: no token or no scopes.
-        DatabaseError: the database cannot be used.
+        DatabaseError: the database cannot be used (DatabaseFailed: it failed during
+            the run; what committed stays).
         AuthError: Asana refused the token or the plan (a run already started is
             recorded as failed).
-        LockError: another run holds the lock.
+        LockError: another run holds one of the scopes (or took one after this run's
+            lock connection was lost).
+        FetcherDied: the fetcher process was killed.
         Interrupted: SIGTERM/SIGINT (the run is recorded as failed).
     """
     token = settings.require_token()
