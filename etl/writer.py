@@ -179,7 +179,11 @@ class Writer:
 
     def _wrapped(self, raw: Exception) -> sa.exc.DBAPIError:
         """A driver's own exception, as SQLAlchemy would have raised it."""
-        gone = self.engine.dialect.is_disconnect(raw, None, None)
+        dbapi = self.engine.dialect.loaded_dbapi
+        # psycopg's is_disconnect wants the connection to tell; an OperationalError out
+        # of COPY is the connection's trouble, not the statement's
+        gone = (self.engine.dialect.is_disconnect(raw, None, None)
+                or isinstance(raw, dbapi.OperationalError))
         return sa.exc.DBAPIError(None, None, raw, connection_invalidated=gone)
 
     def _where(self) -> str:
