@@ -134,17 +134,9 @@ def _schema_state(shown: str, revision: str | None) -> DatabaseCheck:
                              "upgrade`) makes it")
     if revision == head:
         return DatabaseCheck(shown, True, f"schema at head ({head})")
-    if revision in _known_revisions():
+    if revision in db.known_revisions():
         return DatabaseCheck(shown, True, f"schema at {revision}, behind this version's "
                              f"{head}: the next sync migrates it (or `asana-etl db upgrade`)")
     return DatabaseCheck(shown, False, f"schema at {revision}, which this version does not "
                          f"know (its newest is {head})", "install the asana-etl version that "
                          "made it (or a newer one): an older one must not write to it")
-
-
-def _known_revisions() -> set[str]:
-    """Every revision of this version's migrations."""
-    from alembic.script import ScriptDirectory
-
-    script = ScriptDirectory.from_config(db.alembic_config())
-    return {revision.revision for revision in script.walk_revisions()}

@@ -423,12 +423,20 @@ def downgrade(engine: Engine, revision: str = "base") -> None:
         command.downgrade(alembic_config(connection), revision)
 
 
-def head_revision() -> str:
-    """The migrations' one head, as alembic reads them."""
+def _script() -> Any:
     from alembic.script import ScriptDirectory
 
-    script = ScriptDirectory.from_config(alembic_config())
-    heads = script.get_heads()
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def known_revisions() -> set[str]:
+    """Every revision of this version's migrations."""
+    return {revision.revision for revision in _script().walk_revisions()}
+
+
+def head_revision() -> str:
+    """The migrations' one head, as alembic reads them."""
+    heads = _script().get_heads()
     if len(heads) != 1:
         raise DatabaseError(f"the migrations have {len(heads)} heads; expected one")
     return heads[0]
