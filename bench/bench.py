@@ -306,7 +306,7 @@ class Served:
 
 
 def _fields() -> set[str]:
-    from etl.extract import OPT_FIELDS
+    from etl.asana.extract import OPT_FIELDS
 
     return set(OPT_FIELDS.split(","))
 
@@ -341,7 +341,7 @@ def pages_needed(data, scopes: list[tuple[str, str]], since: dt.date | None = No
 def exact(data, url: str, since: dt.date | None = None, until: dt.date | None = None) -> bool:
     """Whether the tables hold exactly the simulated entries (of the window)."""
     sys.path.insert(0, str(ROOT))
-    from etl.db import make_engine
+    from etl.store.engines import make_engine
     from tests.helpers import expected_rows, stored_rows
 
     engine = make_engine(url)

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import orjson
 
-from etl import db, runs
+from etl.store import engines, migrate, runs
 from etl.config import Scope
-from etl.extract import OPT_FIELDS
-from etl.load import link_entries, mark_seen, upsert_entries
+from etl.asana.extract import OPT_FIELDS
+from etl.store.links import link_entries, mark_seen
+from etl.store.load import upsert_entries
 from etl.simulator import Dataset
 from etl.transform import row_values, to_row
 
@@ -43,8 +44,8 @@ def run(url: str, count: int) -> None:
     started = time.perf_counter()
     rows = [row_values(to_row(raw)) for raw in raws]
     print(f"flatten (to_row, row_values): {(time.perf_counter() - started) / count * 1e6:.1f} µs an entry")
-    engine = db.make_engine(url)
-    db.upgrade(engine)
+    engine = engines.make_engine(url)
+    migrate.upgrade(engine)
     scope = Scope("user", "1")
     with engine.begin() as conn:
         run_id = runs.start_run(conn, "sync", 1, runs.utcnow())

@@ -28,10 +28,10 @@ _API = {
     "Settings": "etl.config",
     "Scope": "etl.config",
     "DateWindow": "etl.config",
-    "run_sync": "etl.pipeline",
-    "run_backfill": "etl.pipeline",
-    "RunResult": "etl.pipeline",
-    "ScopeResult": "etl.pipeline",
+    "run_sync": "etl.run.pipeline",
+    "run_backfill": "etl.run.pipeline",
+    "RunResult": "etl.run.result",
+    "ScopeResult": "etl.run.result",
     "EtlError": "etl.errors",
     "ConfigError": "etl.errors",
     "DatabaseError": "etl.errors",
@@ -60,7 +60,8 @@ if TYPE_CHECKING:
         Interrupted,
         LockError,
     )
-    from etl.pipeline import RunResult, ScopeResult, run_backfill, run_sync
+    from etl.run.pipeline import run_backfill, run_sync
+    from etl.run.result import RunResult, ScopeResult
 
 
 def __getattr__(name: str) -> Any:

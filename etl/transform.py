@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any, NotRequired, TypedDict
 
 import orjson
@@ -77,6 +78,16 @@ MAX_DURATION_MINUTES = 2**31 - 1
 
 class RecordRejected(ValueError):
     """This record cannot become a row; `str(exc)` is the reason."""
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A record set aside: its gid (when it had a usable one), why, and the record as
+    received (JSON text), for `rejected_records`."""
+
+    entry_gid: str | None
+    reason: str
+    payload: str
 
 
 def to_row(raw: Any) -> EntryRow:

@@ -7,7 +7,7 @@ the repository root reads the URL the way the tool does (config file, then
 
 from alembic import context
 
-from etl import db
+from etl.store import engines, migrate, schema
 from etl.config import load_settings
 
 config = context.config
@@ -16,7 +16,7 @@ config = context.config
 def run(connection) -> None:
     context.configure(
         connection=connection,
-        target_metadata=db.metadata,
+        target_metadata=schema.metadata,
         # SQLite cannot ALTER most things: let alembic copy-and-move tables instead
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
@@ -34,8 +34,8 @@ def main() -> None:
     # `alembic -x url=...` wins; otherwise the tool's own configuration
     url = context.get_x_argument(as_dictionary=True).get("url")
     url = url or load_settings(require_file=False).database_url
-    engine = db.make_engine(url)
-    with db.migration_connection(engine) as connection:  # one transaction, as in `db upgrade`
+    engine = engines.make_engine(url)
+    with migrate.migration_connection(engine) as connection:  # one transaction, as in `db upgrade`
         run(connection)
     engine.dispose()
 

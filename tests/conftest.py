@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from etl import plan
+from etl.run import plan
 from etl.config import AsanaSettings, Scope, Secret, Settings
-from etl.db import check_connection, make_engine
+from etl.store.engines import check_connection, make_engine
 from etl.errors import EtlError
 from etl.simulator import AsanaSimulator, Dataset
 from tests.helpers import TOKEN, all_scopes

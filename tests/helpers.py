@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from etl.config import Scope
-from etl.db import time_tracking_entries
+from etl.store.schema import time_tracking_entries
 from etl.simulator import DEMO_TOKEN, Dataset
 
 TOKEN = DEMO_TOKEN

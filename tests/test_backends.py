@@ -12,11 +12,11 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from etl import db
+from etl.store import engines, migrate, schema
 from etl.cli import cli
 from etl.config import Scope
 from etl.errors import DatabaseError
-from etl.pipeline import run_sync
+from etl.run.pipeline import run_sync
 from etl.simulator import Dataset
 from tests.helpers import expected_rows, stored_rows
 
@@ -31,7 +31,7 @@ def readme_queries() -> list[str]:
 
 
 def test_column_types_mean_the_same_everywhere(engine, backend):
-    db.upgrade(engine)
+    migrate.upgrade(engine)
     columns = {c["name"]: c for c in sa.inspect(engine).get_columns("time_tracking_entries")}
     assert isinstance(columns["gid"]["type"], sa.String)
     assert isinstance(columns["entered_on"]["type"], sa.Date)
@@ -52,9 +52,9 @@ def test_column_types_mean_the_same_everywhere(engine, backend):
 
 
 def test_views_exist_and_leave_out_deleted_entries(engine, backend):
-    db.upgrade(engine)
+    migrate.upgrade(engine)
     assert VIEWS <= set(sa.inspect(engine).get_view_names())
-    t = db.time_tracking_entries
+    t = schema.time_tracking_entries
     now = dt.datetime.now(dt.UTC)
     base = {"attributable_to_gid": "9", "attributable_to_name": "P", "created_by_gid": "7",
             "created_by_name": "U", "raw": {}, "first_seen_at": now, "updated_at": now,
@@ -147,7 +147,7 @@ def test_names_with_tabs_newlines_and_backslashes_round_trip(asana_server, make_
     assert {r["created_by_name"] for r in stored.values()} == {name}
     assert stored == {gid: row for gid, row in expected_rows(data).items() if gid in stored}
     with engine.connect() as conn:
-        raws = conn.execute(sa.select(db.time_tracking_entries.c.raw)).scalars().all()
+        raws = conn.execute(sa.select(schema.time_tracking_entries.c.raw)).scalars().all()
     assert {raw["created_by"]["name"] for raw in raws} == {name}
     again = run_sync(settings, sleep=sleep)  # the stored hash is the one a listing gives
     assert again.counts.unchanged == first.counts.inserted and again.counts.updated == 0
@@ -160,7 +160,7 @@ def test_names_with_tabs_newlines_and_backslashes_round_trip(asana_server, make_
 def test_a_missing_driver_names_the_extra(monkeypatch, module, url, extra):
     monkeypatch.setitem(sys.modules, module, None)  # as if it were not installed
     with pytest.raises(DatabaseError, match=rf"pip install 'asana-etl\[{extra}\]'") as info:
-        db.make_engine(url)
+        engines.make_engine(url)
     assert "secretpw" not in str(info.value)
     result = CliRunner().invoke(cli, ["db", "upgrade"], env={"ASANA_ETL_DATABASE_URL": url})
     assert result.exit_code == 2 and f"asana-etl[{extra}]" in result.stderr

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from etl import db
+from etl.store import engines, schema
 from etl.cli import cli
 from tests.helpers import TOKEN, expected_rows, stored_rows
 
@@ -208,7 +208,7 @@ def test_db_upgrade_on_an_empty_sqlite_file(run, tmp_path):
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
     result = run("db", "upgrade", env={"ASANA_ETL_DATABASE_URL": url})
     assert result.exit_code == 0, result.output
-    engine = db.make_engine(url)
+    engine = engines.make_engine(url)
     assert {"time_tracking_entries", "sync_runs"} <= set(sa.inspect(engine).get_table_names())
     engine.dispose()
 
@@ -251,9 +251,9 @@ def test_demo_runs_end_to_end_without_token_or_config(run, tmp_path):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "asana_demo.db").is_file()
     assert last_line(result.stdout).startswith("demo succeeded: ")
-    engine = db.make_engine(f"sqlite:///{tmp_path / 'asana_demo.db'}")
+    engine = engines.make_engine(f"sqlite:///{tmp_path / 'asana_demo.db'}")
     with engine.connect() as conn:
-        assert conn.scalar(sa.select(sa.func.count()).select_from(db.time_tracking_entries)) == 300
+        assert conn.scalar(sa.select(sa.func.count()).select_from(schema.time_tracking_entries)) == 300
     engine.dispose()
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from etl import db
+from etl.store import engines, schema
 from etl.simulator import AsanaSimulator, Dataset
 from tests.helpers import all_scopes, expected_rows, stored_rows
 
@@ -72,7 +72,7 @@ def change_the_server(data: Dataset, rng: random.Random) -> None:
 
 
 def run_status_counts(engine) -> dict[str, int]:
-    t = db.sync_runs
+    t = schema.sync_runs
     with engine.connect() as conn:
         return dict(conn.execute(sa.select(t.c.status, sa.func.count()).group_by(t.c.status)).all())
 
@@ -80,7 +80,7 @@ def run_status_counts(engine) -> dict[str, int]:
 def latest_run_id(engine) -> int | None:
     try:
         with engine.connect() as conn:
-            return conn.scalar(sa.select(sa.func.max(db.sync_runs.c.id)))
+            return conn.scalar(sa.select(sa.func.max(schema.sync_runs.c.id)))
     except sa.exc.SQLAlchemyError:  # not created yet, or locked by the victim's migration
         return None
 
@@ -110,7 +110,7 @@ def assert_gone(pids: list[int], within: float = 5.0) -> None:
 def sigkill_loop(tmp_path, server, database_url, kills: int, seed: int) -> None:
     config = write_config(tmp_path, server, database_url)
     rng = random.Random(seed)
-    engine = db.make_engine(database_url)
+    engine = engines.make_engine(database_url)
     outputs = []
     interrupted = watched = 0
     for _ in range(kills):
@@ -161,12 +161,12 @@ def test_sigterm_rolls_back_the_page_and_records_the_run_failed(tmp_path, server
     url = f"sqlite:///{tmp_path / 'term.db'}"
     config = write_config(tmp_path, server, url)
     process = start(config)
-    engine = db.make_engine(url)
+    engine = engines.make_engine(url)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # wait until it is loading pages
         try:
             with engine.connect() as conn:
-                if conn.scalar(sa.select(sa.func.sum(db.sync_run_scopes.c.pages))):
+                if conn.scalar(sa.select(sa.func.sum(schema.sync_run_scopes.c.pages))):
                     break
         except sa.exc.OperationalError:
             pass
@@ -177,9 +177,9 @@ def test_sigterm_rolls_back_the_page_and_records_the_run_failed(tmp_path, server
     assert "interrupted by SIGTERM" in output and "Traceback" not in output
     assert any(line.startswith("sync failed: ") for line in output.splitlines())  # what it did
     with engine.connect() as conn:
-        run = conn.execute(sa.select(db.sync_runs)).one()
-        entries = conn.scalar(sa.select(sa.func.count()).select_from(db.time_tracking_entries))
-        counted = conn.scalar(sa.select(db.sync_runs.c.inserted))
+        run = conn.execute(sa.select(schema.sync_runs)).one()
+        entries = conn.scalar(sa.select(sa.func.count()).select_from(schema.time_tracking_entries))
+        counted = conn.scalar(sa.select(schema.sync_runs.c.inserted))
     assert run.status == "failed" and run.error == "interrupted by SIGTERM"
     assert entries == counted  # the bookkeeping matches what was committed
     code, output = finish(start(config))
@@ -198,14 +198,14 @@ def test_the_token_is_stored_nowhere(tmp_path, server):
     server.add_fault(500, times=1000)
     code, output = finish(start(config))
     assert code == 1 and TOKEN not in output
-    engine = db.make_engine(url)
+    engine = engines.make_engine(url)
     meta = sa.MetaData()
     meta.reflect(engine)
     with engine.connect() as conn:
         for table in meta.sorted_tables:
             for row in conn.execute(sa.select(table)):
                 assert TOKEN not in repr(tuple(row)), table.name
-        assert conn.scalar(sa.select(sa.func.count()).select_from(db.rejected_records)) >= 1
+        assert conn.scalar(sa.select(sa.func.count()).select_from(schema.rejected_records)) >= 1
     engine.dispose()
     help_text = subprocess.run([sys.executable, "-m", "etl", "sync", "--help"], capture_output=True,
                                text=True, env={**os.environ, "ASANA_ACCESS_TOKEN": TOKEN}).stdout

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from etl import db, lock, runs
+from etl.store import engines, lock, migrate, runs, schema
 from etl.config import Scope
 from etl.errors import LockError
 from etl.simulator import AsanaSimulator, Dataset
@@ -38,7 +38,7 @@ def wait_for(condition, timeout: float = 30.0, what: str = "the condition"):
 
 def run_rows(engine) -> list:
     with engine.connect() as conn:
-        return conn.execute(sa.select(db.sync_runs).order_by(db.sync_runs.c.id)).all()
+        return conn.execute(sa.select(schema.sync_runs).order_by(schema.sync_runs.c.id)).all()
 
 
 def lock_connection_port(engine, backend: str, pid: int, scope: Scope) -> int | None:
@@ -50,7 +50,7 @@ def lock_connection_port(engine, backend: str, pid: int, scope: Scope) -> int | 
                 "SELECT client_port FROM pg_stat_activity WHERE application_name LIKE :label"),
                 {"label": f"asana-etl sync pid {pid} %"})
         database = conn.scalar(sa.text("SELECT DATABASE()"))
-        name = f"{lock.LOCK_NAME}:" + lock._digest(database, lock._name(scope)).hex()[:40]
+        name = f"{lock.LOCK_NAME}:" + lock.digest(database, lock.lock_name(scope)).hex()[:40]
         holder = conn.scalar(sa.text("SELECT IS_USED_LOCK(:name)"), {"name": name})
         if holder is None:
             return None
@@ -69,8 +69,8 @@ def free(engine, scope: Scope) -> bool:
 
 def entries_seen(engine, run_id: int) -> int:
     with engine.connect() as conn:
-        return conn.scalar(sa.select(db.sync_runs.c.entries_seen)
-                           .where(db.sync_runs.c.id == run_id))
+        return conn.scalar(sa.select(schema.sync_runs.c.entries_seen)
+                           .where(schema.sync_runs.c.id == run_id))
 
 
 def hold(server: AsanaSimulator, limit: int, *also: tuple[int, threading.Event]):
@@ -110,7 +110,7 @@ def test_a_run_that_loses_its_lock_connection_stops_and_the_next_run_completes_t
     data = asana_server.dataset
     users = sorted(data.users)
     first = Scope("user", users[0])
-    db.upgrade(engine)
+    migrate.upgrade(engine)
     a_ended = threading.Event()  # the second run holds its scopes until the first ends
     held, release = hold(asana_server, 10, (11, a_ended))
     with TcpProxy(*server_address(database_url)) as proxy:
@@ -156,7 +156,7 @@ def test_a_dropped_lock_connection_is_had_again_and_the_run_goes_on(
 ):
     data = asana_server.dataset
     users = sorted(data.users)
-    db.upgrade(engine)
+    migrate.upgrade(engine)
     held, release = hold(asana_server, limit=10)
     with TcpProxy(*server_address(database_url)) as proxy:
         a = start_sync(tmp_path, "a", asana_server, proxy.url(database_url),
@@ -185,7 +185,7 @@ def test_a_database_lost_mid_run_is_exit_5_in_one_line_and_the_rerun_is_exact(
 ):
     data = asana_server.dataset
     users = sorted(data.users)
-    db.upgrade(engine)
+    migrate.upgrade(engine)
     held, release = hold(asana_server, limit=10)
     with TcpProxy(*server_address(database_url)) as proxy:
         a = start_sync(tmp_path, "a", asana_server, proxy.url(database_url),
@@ -244,7 +244,7 @@ def test_sqlite_on_a_full_disk_is_exit_5_in_one_line_and_the_rerun_after_is_exac
         b = start_sync(tmp_path, "b", server, url, listed("users", users), page_size=100)
         b_output, _ = b.communicate(timeout=120)
         assert b.returncode == 0, b_output
-    engine = db.make_engine(url)
+    engine = engines.make_engine(url)
     try:
         statuses = [r.status for r in run_rows(engine)]
         assert statuses[-1] == "succeeded" and runs.RUNNING not in statuses
@@ -277,7 +277,7 @@ def test_a_killed_fetcher_process_is_one_line(asana_server, tmp_path):
     assert a.returncode == 1, output
     (error,) = one_line_and_no_traceback(output)
     assert "the fetcher process ended unexpectedly (exit code -9)" in error
-    engine = db.make_engine(url)
+    engine = engines.make_engine(url)
     try:
         assert [r.status for r in run_rows(engine)] == ["failed"]
     finally:

@@ -6,20 +6,20 @@ import datetime as dt
 
 import sqlalchemy as sa
 
-from etl import db
+from etl.store import schema
 from etl.config import DateWindow, Scope
-from etl.pipeline import run_backfill, run_sync
+from etl.run.pipeline import run_backfill, run_sync
 from tests.helpers import expected_rows, stored_rows
 
 
 def deleted_gids(engine) -> set[str]:
-    t = db.time_tracking_entries
+    t = schema.time_tracking_entries
     with engine.connect() as conn:
         return set(conn.execute(sa.select(t.c.gid).where(t.c.deleted_at.is_not(None))).scalars())
 
 
 def links_of(engine, gid: str) -> set[tuple[str, str]]:
-    t = db.time_tracking_entry_scopes
+    t = schema.time_tracking_entry_scopes
     with engine.connect() as conn:
         return {(r.scope_type, r.scope_gid)
                 for r in conn.execute(sa.select(t).where(t.c.entry_gid == gid))}
@@ -50,9 +50,9 @@ def test_the_next_sync_matches_the_server_after_every_kind_of_change(
     assert deleted_gids(engine) == set(gone)  # deleted rows are kept, stamped
     assert result.counts.deleted == 3 and result.counts.inserted == 1
     with engine.connect() as conn:
-        assert conn.scalar(sa.select(db.sync_runs.c.deleted).where(
-            db.sync_runs.c.id == result.run_id)) == 3
-        assert conn.scalar(sa.select(sa.func.count()).select_from(db.sync_run_seen_entries)) == 0
+        assert conn.scalar(sa.select(schema.sync_runs.c.deleted).where(
+            schema.sync_runs.c.id == result.run_id)) == 3
+        assert conn.scalar(sa.select(sa.func.count()).select_from(schema.sync_run_seen_entries)) == 0
     assert new.gid in stored_rows(engine)
 
     # a third sync over unchanged data finds nothing more to do

@@ -10,9 +10,9 @@ import random
 import pytest
 import sqlalchemy as sa
 
-from etl import db
+from etl.store import schema
 from etl.config import Scope
-from etl.pipeline import run_sync
+from etl.run.pipeline import run_sync
 from tests.helpers import expected_rows, stored_rows
 
 
@@ -27,7 +27,7 @@ def listing(path, params):
 
 def scope_rows(engine):
     with engine.connect() as conn:
-        return {(r.scope_type, r.scope_gid): r for r in conn.execute(sa.select(db.sync_run_scopes))}
+        return {(r.scope_type, r.scope_gid): r for r in conn.execute(sa.select(schema.sync_run_scopes))}
 
 
 @pytest.mark.parametrize("kind", [500, 502, 503, 504, "reset", "truncate", 429])

@@ -16,7 +16,8 @@ import pytest
 
 from etl.config import Scope
 from etl.errors import ExitCode
-from etl.pipeline import RunResult, run_sync
+from etl.run.pipeline import run_sync
+from etl.run.result import RunResult
 from tests.helpers import expected_rows, stored_rows
 
 PAGE = 5  # entries a page: the hostile user's listing is a score of pages

@@ -16,11 +16,11 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from etl import db, runs
+from etl.store import runs, schema
 from etl.cli import cli
 from etl.config import DateWindow, Scope, SyncSettings
-from etl.dryrun import run_dry_run
-from etl.pipeline import run_backfill, run_sync
+from etl.run.dryrun import run_dry_run
+from etl.run.pipeline import run_backfill, run_sync
 from etl.simulator import Dataset
 from tests.helpers import TOKEN, expected_rows, stored_rows
 
@@ -57,12 +57,12 @@ def first_pages(server) -> list:
 def scope_rows(engine) -> dict:
     with engine.connect() as conn:
         return {(r.scope_type, r.scope_gid): r for r in conn.execute(
-            sa.select(db.sync_run_scopes).where(db.sync_run_scopes.c.run_id == sa.select(
-                sa.func.max(db.sync_runs.c.id)).scalar_subquery()))}
+            sa.select(schema.sync_run_scopes).where(schema.sync_run_scopes.c.run_id == sa.select(
+                sa.func.max(schema.sync_runs.c.id)).scalar_subquery()))}
 
 
 def deleted_gids(engine) -> set[str]:
-    t = db.time_tracking_entries
+    t = schema.time_tracking_entries
     with engine.connect() as conn:
         return set(conn.execute(sa.select(t.c.gid).where(t.c.deleted_at.is_not(None))).scalars())
 
@@ -347,7 +347,7 @@ def test_a_full_read_comes_round_every_full_every_days(asana_server, make_settin
     assert scope_rows(engine)[("workspace", data.workspace_gid)].window_since == TODAY - 6 * DAY
 
     def age_full_reads(days: int) -> None:
-        s = db.sync_run_scopes
+        s = schema.sync_run_scopes
         with engine.begin() as conn:
             conn.execute(sa.update(s).where(s.c.window_since.is_(None)).values(
                 finished_at=runs.utcnow() - dt.timedelta(days=days)))

@@ -7,9 +7,10 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 
-from etl import db
+from etl.store import migrate, schema
 from etl.config import Scope
-from etl.load import link_entries, upsert_entries
+from etl.store.links import link_entries
+from etl.store.load import upsert_entries
 from etl.transform import row_values, to_row
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -26,12 +27,12 @@ def raw(gid: str, minutes: int = 30, name: str = "Ada") -> dict:
 
 @pytest.fixture
 def migrated(engine):
-    db.upgrade(engine)
+    migrate.upgrade(engine)
     return engine
 
 
 def rows(engine):
-    t = db.time_tracking_entries
+    t = schema.time_tracking_entries
     with engine.connect() as conn:
         return {r.gid: r for r in conn.execute(sa.select(t))}
 
@@ -74,14 +75,14 @@ def test_an_entry_deleted_by_hand_comes_back_with_its_old_link(migrated):
         new = upsert_entries(conn, [(user, row_values(to_row(raw("1"))))], T0).new
         link_entries(conn, user, ["1"], T0, new=new)
     with migrated.begin() as conn:
-        conn.execute(sa.delete(db.time_tracking_entries))
+        conn.execute(sa.delete(schema.time_tracking_entries))
     with migrated.begin() as conn:
         new = upsert_entries(conn, [(user, row_values(to_row(raw("1")))),
                                     (user, row_values(to_row(raw("2"))))], T1).new
         assert new == {"1", "2"}
         assert link_entries(conn, user, ["1", "2"], T1, new=new) == ["1"]
     with migrated.connect() as conn:
-        links = conn.execute(sa.select(db.time_tracking_entry_scopes.c.entry_gid)).scalars().all()
+        links = conn.execute(sa.select(schema.time_tracking_entry_scopes.c.entry_gid)).scalars().all()
     assert sorted(links) == ["1", "2"]
 
 def test_a_gid_twice_in_one_batch_is_written_once_in_its_last_version(migrated):
@@ -99,7 +100,7 @@ def test_a_gid_twice_in_one_batch_is_written_once_in_its_last_version(migrated):
 def test_a_returning_entry_clears_deleted_at(migrated):
     with migrated.begin() as conn:
         upsert(conn, [raw("1")], T0)
-        conn.execute(sa.update(db.time_tracking_entries).values(deleted_at=T0))
+        conn.execute(sa.update(schema.time_tracking_entries).values(deleted_at=T0))
     with migrated.begin() as conn:
         counts = upsert(conn, [raw("1")], T1)
     assert counts.updated == 1
@@ -121,8 +122,8 @@ def test_links_are_recorded_once_per_scope(migrated):
         link_entries(conn, user, ["1", "2"], T0)
         link_entries(conn, project, ["2"], T0)
     with migrated.connect() as conn:
-        links = conn.execute(sa.select(db.time_tracking_entry_scopes.c.scope_type,
-                                       db.time_tracking_entry_scopes.c.entry_gid)).all()
+        links = conn.execute(sa.select(schema.time_tracking_entry_scopes.c.scope_type,
+                                       schema.time_tracking_entry_scopes.c.entry_gid)).all()
     assert sorted(links) == [("project", "2"), ("user", "1"), ("user", "2")]
 
 
@@ -139,6 +140,6 @@ def test_linking_names_the_entries_linked_before(migrated):
         assert new == {"5"}
         assert link_entries(conn, user, ["5", "1"], T1, new=new) == ["1"]
     with migrated.connect() as conn:
-        first_seen = dict(conn.execute(sa.select(db.time_tracking_entry_scopes.c.entry_gid,
-                                                 db.time_tracking_entry_scopes.c.first_seen_at)).all())
+        first_seen = dict(conn.execute(sa.select(schema.time_tracking_entry_scopes.c.entry_gid,
+                                                 schema.time_tracking_entry_scopes.c.first_seen_at)).all())
     assert sorted(first_seen) == ["1", "2", "3", "5"] and first_seen["3"] == first_seen["5"] == T1

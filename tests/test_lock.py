@@ -10,10 +10,11 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from etl import db, pipeline
+from etl.run import pipeline
+from etl.store import schema
 from etl.config import Scope
 from etl.errors import ExitCode, LockError
-from etl.pipeline import run_sync
+from etl.run.pipeline import run_sync
 from tests.helpers import expected_rows, listed, start_sync, stored_rows
 
 
@@ -49,7 +50,7 @@ def test_a_second_run_exits_4_naming_the_run_that_holds_the_lock(
     assert outcome["result"].status == "succeeded"
     # the refused run left no trace, and the lock is free again
     with engine.connect() as conn:
-        assert conn.scalar(sa.select(sa.func.count()).select_from(db.sync_runs)) == 1
+        assert conn.scalar(sa.select(sa.func.count()).select_from(schema.sync_runs)) == 1
     asana_server.before_answer = None
     assert run_sync(settings, sleep=sleep).status == "succeeded"
     assert stored_rows(engine) == expected_rows(asana_server.dataset)
@@ -58,8 +59,8 @@ def test_a_second_run_exits_4_naming_the_run_that_holds_the_lock(
 def running(engine) -> bool:
     try:
         with engine.connect() as conn:
-            return bool(conn.scalar(sa.select(sa.func.count()).select_from(db.sync_runs)
-                                    .where(db.sync_runs.c.status == "running")))
+            return bool(conn.scalar(sa.select(sa.func.count()).select_from(schema.sync_runs)
+                                    .where(schema.sync_runs.c.status == "running")))
     except sa.exc.SQLAlchemyError:  # no tables yet
         return False
 
@@ -67,7 +68,7 @@ def running(engine) -> bool:
 def runs_begun(engine) -> int:
     try:
         with engine.connect() as conn:
-            return conn.scalar(sa.select(sa.func.count()).select_from(db.sync_runs))
+            return conn.scalar(sa.select(sa.func.count()).select_from(schema.sync_runs))
     except sa.exc.SQLAlchemyError:  # no tables yet
         return 0
 
@@ -115,7 +116,7 @@ def test_runs_over_disjoint_scopes_share_a_database_and_an_overlapping_one_exits
     asana_server.before_answer = None
 
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(db.sync_runs).order_by(db.sync_runs.c.id)).all()
+        rows = conn.execute(sa.select(schema.sync_runs).order_by(schema.sync_runs.c.id)).all()
     assert [r.status for r in rows] == ["succeeded", "succeeded"]  # the refused one left none
     one, two = rows
     assert one.started_at < two.finished_at and two.started_at < one.finished_at  # side by side
@@ -126,8 +127,8 @@ def test_a_dead_runs_scopes_are_free_and_a_live_runs_are_not(
     asana_server, make_settings, engine, sleep, monkeypatch, request
 ):
     """Only a run whose process is gone is marked abandoned: its locks are free."""
-    from etl.lock import scope_locks
-    from etl import runs
+    from etl.store.lock import scope_locks
+    from etl.store import runs
 
     users = sorted(asana_server.dataset.users)
     settings = make_settings([Scope("user", users[0])])
@@ -144,13 +145,13 @@ def test_a_dead_runs_scopes_are_free_and_a_live_runs_are_not(
         dead = runs.start_run(conn, "sync", 1, now)
         runs.start_scope(conn, dead, Scope("user", users[2]), now)
         # on this host, but its pid is gone
-        conn.execute(sa.update(db.sync_runs).where(db.sync_runs.c.id == dead)
+        conn.execute(sa.update(schema.sync_runs).where(schema.sync_runs.c.id == dead)
                      .values(pid=gone.pid))
         # a live process, and yet its lock is free (it lost its lock connection and
         # will find out before its next write): never marked abandoned
         lost = runs.start_run(conn, "sync", 1, now)
         runs.start_scope(conn, lost, Scope("user", users[4]), now)
-        conn.execute(sa.update(db.sync_runs).where(db.sync_runs.c.id == lost)
+        conn.execute(sa.update(schema.sync_runs).where(schema.sync_runs.c.id == lost)
                      .values(pid=living.pid))
         # this very process, but no run of it: left by a run that ended badly
         mine = runs.start_run(conn, "sync", 1, now)
@@ -158,7 +159,7 @@ def test_a_dead_runs_scopes_are_free_and_a_live_runs_are_not(
         # on another host: cannot be looked at from here, so only after ABANDON_GRACE
         elsewhere = runs.start_run(conn, "sync", 1, now)
         runs.start_scope(conn, elsewhere, Scope("user", users[5]), now)
-        conn.execute(sa.update(db.sync_runs).where(db.sync_runs.c.id == elsewhere)
+        conn.execute(sa.update(schema.sync_runs).where(schema.sync_runs.c.id == elsewhere)
                      .values(hostname="another-host"))
     with scope_locks(engine, [Scope("user", users[1])], "sync"):  # the live one's lock
         result = run_sync(make_settings([Scope("user", users[3])]), sleep=sleep)
@@ -174,7 +175,7 @@ def test_a_dead_runs_scopes_are_free_and_a_live_runs_are_not(
 
 def status(engine) -> dict[int, str]:
     with engine.connect() as conn:
-        return dict(conn.execute(sa.select(db.sync_runs.c.id, db.sync_runs.c.status)).all())
+        return dict(conn.execute(sa.select(schema.sync_runs.c.id, schema.sync_runs.c.status)).all())
 
 
 def test_runs_over_scopes_that_share_entries_write_them_side_by_side_exactly(
@@ -206,8 +207,8 @@ def test_runs_over_scopes_that_share_entries_write_them_side_by_side_exactly(
     together("second")
     assert stored_rows(engine) == expected_rows(data)
     with engine.connect() as conn:
-        deleted = set(conn.execute(sa.select(db.time_tracking_entries.c.gid).where(
-            db.time_tracking_entries.c.deleted_at.is_not(None))).scalars())
+        deleted = set(conn.execute(sa.select(schema.time_tracking_entries.c.gid).where(
+            schema.time_tracking_entries.c.deleted_at.is_not(None))).scalars())
     assert deleted == set(gone)
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from etl import db
+from etl.store import engines, migrate
 from tests.conftest import private_database
 from tests.test_migrations import REVISIONS, drift
 
@@ -62,8 +62,8 @@ def _env(url: str) -> dict[str, str]:
 
 def at_revision(url: str, revision: str | None) -> None:
     if revision is not None:
-        engine = db.make_engine(url)
-        db.upgrade(engine, revision)
+        engine = engines.make_engine(url)
+        migrate.upgrade(engine, revision)
         engine.dispose()
 
 
@@ -86,17 +86,17 @@ def upgrade_seconds(url: str, cwd: Path) -> float:
     reported = victim.stdout.readline()
     seconds = time.monotonic() - began
     _, err = victim.communicate(timeout=120)
-    assert victim.returncode == 0 and f"is at revision {db.HEAD_REVISION}" in reported, err
+    assert victim.returncode == 0 and f"is at revision {migrate.HEAD_REVISION}" in reported, err
     return seconds
 
 
 def schema(url: str) -> dict[str, Any]:
     """What an inspector sees: every table and view with its columns, keys, indexes
     and options, and the revision alembic records."""
-    engine = db.make_engine(url)
+    engine = engines.make_engine(url)
     try:
         inspector = sa.inspect(engine)
-        found: dict[str, Any] = {"revision": db.current_revision(engine)}
+        found: dict[str, Any] = {"revision": migrate.current_revision(engine)}
         for view in inspector.get_view_names():
             found[f"view {view}"] = _columns(inspector, view)
         for table in inspector.get_table_names():
@@ -131,12 +131,12 @@ def measure(new_database: Callable[[], str], cwd: Path) -> tuple[dict[str | None
         durations[start] = upgrade_seconds(url, cwd)
         if start is None:
             head = schema(url)
-            assert head["revision"] == db.HEAD_REVISION and drift_at(url) == []
+            assert head["revision"] == migrate.HEAD_REVISION and drift_at(url) == []
     return durations, head
 
 
 def drift_at(url: str) -> list[Any]:
-    engine = db.make_engine(url)
+    engine = engines.make_engine(url)
     try:
         return drift(engine)
     finally:

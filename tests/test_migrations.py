@@ -1,4 +1,4 @@
-"""Migrations: one head, base ↔ head, no drift from etl.db.metadata, and upgrades that
+"""Migrations: one head, base ↔ head, no drift from etl.store.schema.metadata, and upgrades that
 survive being cut short (the SIGKILLs themselves are in test_migration_kills)."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from etl import db
+from etl.store import engines, migrate, schema
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTRACT_TABLES = {
@@ -26,12 +26,12 @@ CONTRACT_TABLES = {
 
 
 def test_single_head():
-    # etl.db knows the head without alembic, so that an up-to-date run never imports it
-    assert db.head_revision() == db.HEAD_REVISION
+    # etl.store.migrate knows the head without alembic, so that an up-to-date run never imports it
+    assert migrate.head_revision() == migrate.HEAD_REVISION
 
 
 def test_upgrade_creates_the_contract_tables(engine):
-    db.upgrade(engine)
+    migrate.upgrade(engine)
     names = set(sa.inspect(engine).get_table_names())
     assert CONTRACT_TABLES <= names
     columns = {c["name"] for c in sa.inspect(engine).get_columns("time_tracking_entries")}
@@ -40,38 +40,38 @@ def test_upgrade_creates_the_contract_tables(engine):
     runs = {c["name"] for c in sa.inspect(engine).get_columns("sync_runs")}
     assert {"id", "command", "started_at", "finished_at", "status", "entries_seen", "inserted",
             "updated", "unchanged", "deleted", "rejected"} <= runs
-    assert db.is_up_to_date(engine)
+    assert migrate.is_up_to_date(engine)
 
 
 def test_down_to_base_and_up_again(engine):
-    db.upgrade(engine)
-    db.downgrade(engine, "base")
+    migrate.upgrade(engine)
+    migrate.downgrade(engine, "base")
     assert set(sa.inspect(engine).get_table_names()) <= {"alembic_version"}
-    db.upgrade(engine)
+    migrate.upgrade(engine)
     assert CONTRACT_TABLES <= set(sa.inspect(engine).get_table_names())
 
 
 def drift(engine: sa.Engine) -> list:
-    """What alembic autogenerate finds between the database and `db.metadata`."""
+    """What alembic autogenerate finds between the database and `schema.metadata`."""
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True,
                                                          "compare_server_default": True})
-        return compare_metadata(context, db.metadata)
+        return compare_metadata(context, schema.metadata)
 
 
 def test_autogenerate_finds_no_drift(engine):
-    db.upgrade(engine)
+    migrate.upgrade(engine)
     assert drift(engine) == []
 
 
 def stamp(engine: sa.Engine, revision: str) -> None:
     """Record `revision` without running anything: the database claims to be older (or
     newer) than its schema is."""
-    with db.migration_connection(engine) as conn:
-        command.stamp(db.alembic_config(conn), revision, purge=True)
+    with migrate.migration_connection(engine) as conn:
+        command.stamp(migrate.alembic_config(conn), revision, purge=True)
 
 
-REVISIONS = [f"{n:04d}" for n in range(1, int(db.HEAD_REVISION) + 1)]
+REVISIONS = [f"{n:04d}" for n in range(1, int(migrate.HEAD_REVISION) + 1)]
 
 
 def test_each_migration_run_again_over_its_own_work_completes(engine):
@@ -79,10 +79,10 @@ def test_each_migration_run_again_over_its_own_work_completes(engine):
     it recorded (its DDL committed statement by statement). Running it again must
     complete it, failing on none of what is there."""
     for previous, revision in zip(["base", *REVISIONS], REVISIONS):
-        db.upgrade(engine, revision)
+        migrate.upgrade(engine, revision)
         stamp(engine, previous)
-        db.upgrade(engine, revision)
-        assert db.current_revision(engine) == revision
+        migrate.upgrade(engine, revision)
+        assert migrate.current_revision(engine) == revision
     assert drift(engine) == []
 
 
@@ -90,14 +90,14 @@ def test_a_first_upgrade_cut_short_is_completed(engine):
     """Some of the first migration's tables and indexes, no revision recorded: what a
     SQLite file killed in its first upgrade was left with before upgrades ran in one
     transaction ("table time_tracking_entries already exists" ever after)."""
-    db.upgrade(engine, "0001")
+    migrate.upgrade(engine, "0001")
     stamp(engine, "base")
     with engine.begin() as conn:
         conn.exec_driver_sql("DROP TABLE rejected_records")
         conn.exec_driver_sql("DROP INDEX ix_sync_runs_started_at" + (
             " ON sync_runs" if engine.dialect.name == "mysql" else ""))
-    db.upgrade(engine)
-    assert db.current_revision(engine) == db.HEAD_REVISION
+    migrate.upgrade(engine)
+    assert migrate.current_revision(engine) == migrate.HEAD_REVISION
     assert drift(engine) == []
 
 
@@ -108,31 +108,31 @@ def test_a_failed_upgrade_changes_nothing_where_ddl_is_transactional(engine):
     with engine.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE v_daily_hours_by_user (x INTEGER)")
     with pytest.raises(sa.exc.DatabaseError):
-        db.upgrade(engine)
+        migrate.upgrade(engine)
     assert set(sa.inspect(engine).get_table_names()) == {"v_daily_hours_by_user"}
-    assert db.current_revision(engine) is None
+    assert migrate.current_revision(engine) is None
 
 
 def test_a_batch_copy_left_behind_is_dropped(tmp_path):
     """SQLite: a kill in 0006's copy-and-move of `time_tracking_entry_scopes`, before
     upgrades ran in one transaction, left the copy `_alembic_tmp_...` committed, and
     every later upgrade failed creating it. The table itself, and its rows, were intact."""
-    engine = db.make_engine(f"sqlite:///{tmp_path / 'leftover.db'}")
-    db.upgrade(engine, "0005")
+    engine = engines.make_engine(f"sqlite:///{tmp_path / 'leftover.db'}")
+    migrate.upgrade(engine, "0005")
     now = dt.datetime.now(dt.UTC)
     with engine.begin() as conn:
-        conn.execute(sa.insert(db.time_tracking_entries), {
+        conn.execute(sa.insert(schema.time_tracking_entries), {
             "gid": "1", "duration_minutes": 5, "entered_on": now.date(), "raw": {},
             "first_seen_at": now, "updated_at": now})
-        conn.execute(sa.insert(db.time_tracking_entry_scopes), {
+        conn.execute(sa.insert(schema.time_tracking_entry_scopes), {
             "scope_type": "user", "scope_gid": "2", "entry_gid": "1", "first_seen_at": now})
         conn.exec_driver_sql("CREATE TABLE _alembic_tmp_time_tracking_entry_scopes AS "
                              "SELECT * FROM time_tracking_entry_scopes")
-    db.upgrade(engine)
+    migrate.upgrade(engine)
     assert not [t for t in sa.inspect(engine).get_table_names() if t.startswith("_alembic_tmp")]
     assert drift(engine) == []
     with engine.connect() as conn:
-        links = conn.execute(sa.select(db.time_tracking_entry_scopes.c.entry_gid)).scalars()
+        links = conn.execute(sa.select(schema.time_tracking_entry_scopes.c.entry_gid)).scalars()
         assert list(links) == ["1"]
     engine.dispose()
 
@@ -140,32 +140,32 @@ def test_a_batch_copy_left_behind_is_dropped(tmp_path):
 def test_text_from_asana_of_any_length_round_trips(engine):
     """A name of 70,000 characters (three to four bytes each: about 200 KB), and
     reasons, payloads and errors as long: MySQL's TEXT held 65,535 bytes (0008)."""
-    db.upgrade(engine)
+    migrate.upgrade(engine)
     text = ("Zoë 日本語 🎉 " * 7_000)[:70_000]
     now = dt.datetime.now(dt.UTC)
     with engine.begin() as conn:
-        conn.execute(sa.insert(db.time_tracking_entries), {
+        conn.execute(sa.insert(schema.time_tracking_entries), {
             "gid": "1", "duration_minutes": 5, "entered_on": now.date(), "raw": {"name": text},
             "attributable_to_gid": "2", "attributable_to_name": text,
             "created_by_gid": "3", "created_by_name": text, "first_seen_at": now,
             "updated_at": now})
-        run_id = conn.execute(sa.insert(db.sync_runs).returning(db.sync_runs.c.id), {
+        run_id = conn.execute(sa.insert(schema.sync_runs).returning(schema.sync_runs.c.id), {
             "command": "sync", "started_at": now, "status": "failed", "error": text}).scalar()
-        conn.execute(sa.insert(db.sync_run_scopes), {
+        conn.execute(sa.insert(schema.sync_run_scopes), {
             "run_id": run_id, "scope_type": "user", "scope_gid": "3", "status": "failed",
             "started_at": now, "error": text})
-        conn.execute(sa.insert(db.rejected_records), {
+        conn.execute(sa.insert(schema.rejected_records), {
             "run_id": run_id, "scope_type": "user", "scope_gid": "3", "reason": text,
             "payload": text, "rejected_at": now})
     with engine.connect() as conn:
         stored = [
-            *conn.execute(sa.select(db.time_tracking_entries.c.attributable_to_name,
-                                    db.time_tracking_entries.c.created_by_name)).one(),
-            conn.execute(sa.select(db.time_tracking_entries.c.raw)).scalar()["name"],
-            conn.execute(sa.select(db.sync_runs.c.error)).scalar(),
-            conn.execute(sa.select(db.sync_run_scopes.c.error)).scalar(),
-            *conn.execute(sa.select(db.rejected_records.c.reason,
-                                    db.rejected_records.c.payload)).one(),
+            *conn.execute(sa.select(schema.time_tracking_entries.c.attributable_to_name,
+                                    schema.time_tracking_entries.c.created_by_name)).one(),
+            conn.execute(sa.select(schema.time_tracking_entries.c.raw)).scalar()["name"],
+            conn.execute(sa.select(schema.sync_runs.c.error)).scalar(),
+            conn.execute(sa.select(schema.sync_run_scopes.c.error)).scalar(),
+            *conn.execute(sa.select(schema.rejected_records.c.reason,
+                                    schema.rejected_records.c.payload)).one(),
             # the views read the widened columns as they are
             *conn.exec_driver_sql("SELECT attributable_to_name, created_by_name "
                                   "FROM v_time_tracking_entries").one(),
@@ -180,8 +180,8 @@ def test_alembic_cli_from_the_repository_root(tmp_path):
     subprocess.run([*alembic, "upgrade", "head"], cwd=ROOT, env=env, check=True, capture_output=True)
     check = subprocess.run([*alembic, "check"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
-    engine = db.make_engine(url)
-    assert db.is_up_to_date(engine)
+    engine = engines.make_engine(url)
+    assert migrate.is_up_to_date(engine)
     engine.dispose()
 
 
@@ -202,8 +202,8 @@ def test_an_installed_wheel_finds_and_applies_its_migrations(tmp_path):
                     str(target), str(wheel)], check=True, capture_output=True)
     env = {**os.environ, "PYTHONPATH": str(target),
            "ASANA_ETL_DATABASE_URL": f"sqlite:///{work / 'installed.db'}"}
-    code = ("import etl, etl.db; assert etl.__file__.startswith(%r), etl.__file__; "
-            "print(etl.db.migrations_dir())" % str(target))
+    code = ("import etl, etl.store.migrate; assert etl.__file__.startswith(%r), etl.__file__; "
+            "print(etl.store.migrate.migrations_dir())" % str(target))
     where = subprocess.run([sys.executable, "-c", code], cwd=work, env=env, check=True,
                            capture_output=True, text=True)
     assert where.stdout.strip() == str(target / "etl" / "migrations")

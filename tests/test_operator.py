@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
-from etl import db
+from etl.store import engines, migrate, schema
 from etl.cli import cli
 from tests.helpers import TOKEN
 
@@ -115,13 +115,13 @@ def test_check_passes_and_says_so(asana_server, config, database_url, tmp_path):
     assert "ok    database: no " in result.stdout
     if database_url.startswith("sqlite"):
         assert not (tmp_path / "ops.db").exists()  # check creates nothing
-    engine = db.make_engine(database_url)
+    engine = engines.make_engine(database_url)
     try:
-        db.upgrade(engine)
+        migrate.upgrade(engine)
         result = invoke("--config", path, "check")
         assert result.exit_code == 0
-        assert f"ok    database: schema at head ({db.HEAD_REVISION})" in result.stdout
-        db.downgrade(engine, "0005")
+        assert f"ok    database: schema at head ({migrate.HEAD_REVISION})" in result.stdout
+        migrate.downgrade(engine, "0005")
         result = invoke("--config", path, "check")
         assert result.exit_code == 0
         assert "ok    database: schema at 0005, behind this version's" in result.stdout
@@ -221,7 +221,7 @@ def test_docs_exist_and_the_readme_points_to_them():
         assert (ROOT / "docs" / name).is_file()
         assert f"docs/{name}" in readme
     schema = (ROOT / "docs" / "schema.md").read_text(encoding="utf-8")
-    from etl.db import metadata
+    from etl.store.schema import metadata
 
     for table in metadata.tables.values():
         assert f"`{table.name}`" in schema
@@ -281,9 +281,9 @@ def test_with_json_logs_every_line_is_json_and_the_last_is_the_run_summary(
     assert (document["command"], document["status"], document["exit_code"]) == ("sync", "partial", 1)
     engine = sa.create_engine(database_url)
     with engine.connect() as conn:
-        run = conn.execute(sa.select(db.sync_runs)).one()._mapping
+        run = conn.execute(sa.select(schema.sync_runs)).one()._mapping
         scopes = {f"{r.scope_type}:{r.scope_gid}": r._mapping
-                  for r in conn.execute(sa.select(db.sync_run_scopes))}
+                  for r in conn.execute(sa.select(schema.sync_run_scopes))}
     engine.dispose()
     for key in ("entries_seen", "inserted", "updated", "unchanged", "deleted", "rejected",
                 "status"):

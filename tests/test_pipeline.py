@@ -8,11 +8,12 @@ from collections import Counter
 import pytest
 import sqlalchemy as sa
 
-from etl import db, runs
+from etl.store import engines, runs, schema
 from etl.config import Scope
 from etl.errors import AuthError, ExitCode
-from etl.load import entries_by_day
-from etl.pipeline import DateWindow, run_backfill, run_sync
+from etl.config import DateWindow
+from etl.run.pipeline import run_backfill, run_sync
+from etl.store.links import entries_by_day
 from etl.simulator import AsanaSimulator, Dataset
 from etl.config import AsanaSettings, Secret, Settings
 from tests.helpers import all_scopes, expected_rows, stored_rows, table_snapshot, tuple_counters
@@ -70,11 +71,11 @@ def test_one_entry_seen_through_user_project_and_portfolio_is_one_row(
 
     with engine.connect() as conn:
         count = conn.scalar(
-            sa.select(sa.func.count()).where(db.time_tracking_entries.c.gid == entry.gid)
+            sa.select(sa.func.count()).where(schema.time_tracking_entries.c.gid == entry.gid)
         )
         links = conn.execute(
-            sa.select(db.time_tracking_entry_scopes.c.scope_type)
-            .where(db.time_tracking_entry_scopes.c.entry_gid == entry.gid)
+            sa.select(schema.time_tracking_entry_scopes.c.scope_type)
+            .where(schema.time_tracking_entry_scopes.c.entry_gid == entry.gid)
         ).scalars()
         assert count == 1
         assert sorted(links) == ["portfolio", "project", "user"]
@@ -133,7 +134,7 @@ def test_edits_on_the_server_show_after_the_next_sync(asana_server, make_setting
 def test_updated_at_moves_only_for_changed_rows(asana_server, make_settings, engine, sleep):
     settings = make_settings()
     run_sync(settings, sleep=sleep)
-    t = db.time_tracking_entries
+    t = schema.time_tracking_entries
     with engine.connect() as conn:
         stamps = dict(conn.execute(sa.select(t.c.gid, t.c.updated_at)).all())
     gid = next(iter(asana_server.dataset.entries))
@@ -158,8 +159,8 @@ def test_rate_limit_and_server_error_are_retried(asana_server, make_settings, en
     assert result.rate_limited == 2
     assert stored_rows(engine) == expected_rows(asana_server.dataset)
     with engine.connect() as conn:
-        retries, waited = conn.execute(sa.select(sa.func.sum(db.sync_run_scopes.c.retries),
-                                                 sa.func.sum(db.sync_run_scopes.c.retry_after_seconds))).one()
+        retries, waited = conn.execute(sa.select(sa.func.sum(schema.sync_run_scopes.c.retries),
+                                                 sa.func.sum(schema.sync_run_scopes.c.retry_after_seconds))).one()
     assert retries == 3
     assert 14 <= waited < 15  # Retry-After honoured, twice (the waits happen in the fetcher)
 
@@ -174,8 +175,8 @@ def test_a_scope_answered_404_fails_alone(asana_server, make_settings, engine, s
     assert "Unknown object" in result.failed_scopes[0].error  # Asana's own message
     assert stored_rows(engine) == expected_rows(data)
     with engine.connect() as conn:
-        scopes = conn.execute(sa.select(db.sync_run_scopes)).all()
-        run = conn.execute(sa.select(db.sync_runs)).one()
+        scopes = conn.execute(sa.select(schema.sync_run_scopes)).all()
+        run = conn.execute(sa.select(schema.sync_runs)).one()
     assert {(s.scope_gid, s.status) for s in scopes} == {
         ("999999999", "failed"), (data.workspace_gid, "succeeded")
     }
@@ -205,8 +206,8 @@ def test_bad_records_are_set_aside_and_the_run_goes_on(asana_server, make_settin
     assert result.status == "succeeded"
     assert result.counts.rejected == 1
     with engine.connect() as conn:
-        rejected = conn.execute(sa.select(db.rejected_records)).one()
-        assert conn.scalar(sa.select(db.sync_runs.c.rejected)) == 1
+        rejected = conn.execute(sa.select(schema.rejected_records)).one()
+        assert conn.scalar(sa.select(schema.sync_runs.c.rejected)) == 1
     assert rejected.entry_gid == bad.gid
     assert "duration_minutes is not an integer" in rejected.reason
     assert '"ninety"' in rejected.payload
@@ -225,7 +226,7 @@ def test_backfill_keeps_only_its_window(asana_server, make_settings, engine, sle
     assert rows == expected and expected
     assert result.counts.entries == len(expected)
     with engine.connect() as conn:
-        assert conn.scalar(sa.select(db.sync_runs.c.command)) == "backfill"
+        assert conn.scalar(sa.select(schema.sync_runs.c.command)) == "backfill"
 
 
 def test_five_thousand_entries_in_fifty_overlapping_scopes(database_url, backend, sleep):
@@ -247,7 +248,7 @@ def test_five_thousand_entries_in_fifty_overlapping_scopes(database_url, backend
             database_url=database_url, scopes=tuple(scopes),
         )
         first = run_sync(settings, sleep=sleep)
-        engine = db.make_engine(database_url)
+        engine = engines.make_engine(database_url)
         assert stored_rows(engine) == expected_rows(data)
         before = table_snapshot(engine)
         counters = tuple_counters(engine, runs_inserted=1) if backend == "postgresql" else None
@@ -280,8 +281,8 @@ def test_concurrent_and_sequential_runs_build_the_same_tables(tmp_path, sleep):
             )
             result = run_sync(settings, sleep=sleep)
             assert result.status == "succeeded"
-            engine = db.make_engine(url)
-            t, link = db.time_tracking_entries, db.time_tracking_entry_scopes
+            engine = engines.make_engine(url)
+            t, link = schema.time_tracking_entries, schema.time_tracking_entry_scopes
             # the same rows and links; only the load timestamps may differ
             content = [t.c.gid, t.c.raw, t.c.content_hash, t.c.deleted_at,
                        *(t.c[c] for c in expected_rows(data)[next(iter(data.entries))])]
@@ -316,7 +317,7 @@ def test_a_later_sync_is_planned_from_what_the_database_holds(
     assert second.counts.unchanged == len(data.entries)  # each entry once, in one window
     backfill = run_backfill(settings, window=spring, sleep=sleep)
     recent = run_sync(settings, recent_days=30, sleep=sleep)  # read in full days ago: recent
-    s = db.sync_run_scopes
+    s = schema.sync_run_scopes
     with engine.connect() as conn:
         rows = conn.execute(sa.select(s.c.run_id, s.c.window_since, s.c.window_until,
                                       s.c.listings, s.c.requests).order_by(s.c.run_id)).all()

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from etl import plan
+from etl.run import plan
 from etl.config import DateWindow, Scope
-from etl.plan import Listing
+from etl.run.plan import Listing
 
 DAY = dt.timedelta(days=1)
 TODAY = dt.date(2026, 12, 1)

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from etl import db
-from etl.pipeline import run_sync
+from etl.store import migrate, schema
+from etl.run.pipeline import run_sync
 from tests.helpers import expected_rows, stored_rows
 
 POISON = "Poison Pill"
@@ -32,8 +32,8 @@ def refuse_the_poison(engine) -> None:
 
 def rejected(engine) -> list:
     with engine.connect() as conn:
-        return conn.execute(sa.select(db.rejected_records)
-                            .order_by(db.rejected_records.c.id)).all()
+        return conn.execute(sa.select(schema.rejected_records)
+                            .order_by(schema.rejected_records.c.id)).all()
 
 
 def test_rows_the_database_refuses_are_set_aside_and_the_rest_load(
@@ -41,7 +41,7 @@ def test_rows_the_database_refuses_are_set_aside_and_the_rest_load(
 ):
     data = asana_server.dataset
     settings = make_settings(page_size=50)
-    db.upgrade(engine)
+    migrate.upgrade(engine)
     refuse_the_poison(engine)
     user = sorted(data.users)[3]
     data.rename_user(user, POISON)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 
 from etl.config import Scope
-from etl.pipeline import run_sync
-from etl.ratelimit import HEADROOM, RateLimiter
+from etl.run.pipeline import run_sync
+from etl.asana.ratelimit import HEADROOM, RateLimiter
 from etl.simulator import AsanaSimulator, Dataset
 
 

@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 
 from etl.config import Scope
-from etl.lock import scope_locks
-from etl import db
+from etl.store.lock import scope_locks
+from etl.store import engines
 from tests.helpers import TOKEN
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -278,7 +278,7 @@ def test_the_dagster_assets_report_their_counts_and_retry_a_held_scope(
     assert (partition.metadata["unchanged"], partition.metadata["inserted"]) == (in_month, 0)
 
     # another run holds a scope: the step asks to be retried later, it does not fail
-    engine = db.make_engine(f"sqlite:///{tmp_path / 'asana.db'}")
+    engine = engines.make_engine(f"sqlite:///{tmp_path / 'asana.db'}")
     try:
         with scope_locks(engine, [Scope("user", sorted(data.users)[0])], "sync"):
             with pytest.raises(RetryRequested):
@@ -339,7 +339,7 @@ def test_the_prefect_flow_runs_every_group_and_sums_their_summaries(
     assert recipe.nightly()["inserted"] == 0
 
     # a group whose scope another run holds: the task raises ScopeHeld, worth a retry
-    engine = db.make_engine(f"sqlite:///{groups.parent / 'asana.db'}")
+    engine = engines.make_engine(f"sqlite:///{groups.parent / 'asana.db'}")
     try:
         with scope_locks(engine, [Scope("user", sorted(asana_server.dataset.users)[0])],
                          "sync"):

@@ -150,7 +150,7 @@ def test_the_demo_logs_info_only_when_asked(tmp_path, monkeypatch):
     asked = runner.invoke(cli, ["--log-level", "info", "demo", "--entries", "100"])
     assert quiet.exit_code == asked.exit_code == 0
     assert quiet.stderr == ""
-    assert re.search(r" INFO etl\.pipeline: run #\d+ \(demo\) started: 20 scopes", asked.stderr)
+    assert re.search(r" INFO etl\.run\.pipeline: run #\d+ \(demo\) started: 20 scopes", asked.stderr)
 
 
 def _message(line: str) -> str:
@@ -167,7 +167,7 @@ def _assert_in_order(logged: list[str]) -> None:
     pages: dict[str, list[int]] = collections.defaultdict(list)
     for line in logged:
         match = LOG_LINE.fullmatch(line)
-        if match[3] == "etl.pipeline":
+        if match[3] == "etl.run.pipeline":
             run.append(match[1])
         page = re.search(r"scope (\S+): page (\d+), ", match[4])
         if page:

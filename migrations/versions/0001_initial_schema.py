@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql, postgresql
 
-from etl.migration_steps import create_index_if_missing, create_table_if_missing
+from etl.store.migration_steps import create_index_if_missing, create_table_if_missing
 
 revision = "0001"
 down_revision = None

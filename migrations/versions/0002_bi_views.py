@@ -7,7 +7,7 @@ Create Date: 2026-11-27
 
 from alembic import op
 
-from etl.migration_steps import create_view_if_missing
+from etl.store.migration_steps import create_view_if_missing
 
 revision = "0002"
 down_revision = "0001"

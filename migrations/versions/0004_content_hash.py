@@ -8,7 +8,7 @@ Create Date: 2026-11-28
 import sqlalchemy as sa
 from alembic import op
 
-from etl.migration_steps import add_column_if_missing
+from etl.store.migration_steps import add_column_if_missing
 
 revision = "0004"
 down_revision = "0003"

@@ -8,7 +8,7 @@ Create Date: 2026-11-28
 import sqlalchemy as sa
 from alembic import op
 
-from etl.migration_steps import create_index_if_missing, drop_table_if_present
+from etl.store.migration_steps import create_index_if_missing, drop_table_if_present
 
 revision = "0005"
 down_revision = "0004"

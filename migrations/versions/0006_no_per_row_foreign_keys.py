@@ -16,7 +16,7 @@ Create Date: 2026-11-28
 
 from alembic import op
 
-from etl.migration_steps import batch_alter_table, drop_foreign_key_if_present
+from etl.store.migration_steps import batch_alter_table, drop_foreign_key_if_present
 
 revision = "0006"
 down_revision = "0005"

@@ -12,7 +12,7 @@ Create Date: 2026-12-01
 
 import sqlalchemy as sa
 
-from etl.migration_steps import add_column_if_missing, batch_alter_table
+from etl.store.migration_steps import add_column_if_missing, batch_alter_table
 
 revision = "0007"
 down_revision = "0006"

@@ -19,7 +19,7 @@ from alembic import op
 from sqlalchemy.dialects import mysql
 from sqlalchemy.types import TypeEngine
 
-from etl.migration_steps import mysql_retype_text_columns
+from etl.store.migration_steps import mysql_retype_text_columns
 
 revision = "0008"
 down_revision = "0007"

@@ -18,13 +18,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from etl import db, plan, runs
-from etl.asana import AsanaClient, Sleep
+from etl.asana.client import AsanaClient, Sleep
 from etl.config import DateWindow, Scope, Settings
 from etl.errors import AsanaError, AuthError, ConfigError, DatabaseError
-from etl.extract import fetch_entry, iter_time_entry_pages, preflight, still_in_scope
-from etl.load import linked_live_gids, stored_versions
-from etl.fetcher import MAX_LISTING_RESTARTS
+from etl.asana.extract import fetch_entry, iter_time_entry_pages, preflight, still_in_scope
+from etl.run import plan
+from etl.run.fetcher import MAX_LISTING_RESTARTS
+from etl.store import engines, migrate, runs
+from etl.store.links import linked_live_gids
+from etl.store.load import stored_versions
 from etl.transform import RecordRejected, to_row
 from etl.wording import count
 
@@ -198,19 +200,19 @@ def _open_read_only(url: str) -> sa.Engine | None:
         uri = f"file:{Path(path).resolve()}?mode=ro"
         engine = sa.create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True))
     else:
-        engine = db.make_engine(url)
+        engine = engines.make_engine(url)
         # PostgreSQL and MySQL: a read-only transaction, rolled back at the end
         sa.event.listen(engine, "begin", _read_only_transaction)
-    db.check_connection(engine)
+    engines.check_connection(engine)
     try:
-        if not db.is_up_to_date(engine):
-            if db.current_revision(engine) is None:
+        if not migrate.is_up_to_date(engine):
+            if migrate.current_revision(engine) is None:
                 engine.dispose()
                 return None  # never migrated: nothing stored yet
-            raise DatabaseError(f"the schema of {db.mask_url(url)} is not up to date: run "
+            raise DatabaseError(f"the schema of {engines.mask_url(url)} is not up to date: run "
                                 "`asana-etl db upgrade` first")
     except sa.exc.SQLAlchemyError as exc:
-        raise DatabaseError(f"cannot read {db.mask_url(url)}: {exc.__class__.__name__}") from None
+        raise DatabaseError(f"cannot read {engines.mask_url(url)}: {exc.__class__.__name__}") from None
     return engine
 
 

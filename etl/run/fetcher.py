@@ -58,14 +58,23 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from etl import logcontext, plan
-from etl.asana import AsanaClient, CallStats, Pagination, Sleep
+from etl import logcontext
+from etl.asana.client import AsanaClient, CallStats, Sleep
+from etl.asana.pagination import Pagination
 from etl.config import AsanaSettings, DateWindow, Scope, Secret
 from etl.errors import AsanaError, FetcherDied, OffsetExpiredError
-from etl.extract import Preflight, bounds_inclusive, expired, fetch_entry, pagination, preflight
-from etl.load import Rejection
-from etl.plan import Listing
-from etl.transform import RecordRejected, RowValues, entry_gid, rejected_payload, row_values, to_row
+from etl.asana.extract import Preflight, bounds_inclusive, expired, fetch_entry, pagination, preflight
+from etl.run import plan
+from etl.run.plan import Listing
+from etl.transform import (
+    RecordRejected,
+    Rejection,
+    RowValues,
+    entry_gid,
+    rejected_payload,
+    row_values,
+    to_row,
+)
 
 log = logging.getLogger(__name__)
 

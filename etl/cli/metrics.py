@@ -11,8 +11,8 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
-from etl import runs
-from etl.pipeline import RunResult
+from etl.run.result import RunResult
+from etl.store import runs
 
 
 def write_metrics(path: str | Path, result: RunResult) -> None:

@@ -12,18 +12,14 @@ ever (an offset again, or page after page of nothing new) fails.
 
 from __future__ import annotations
 
-import bisect
-import contextlib
 import email.utils
 import json
 import logging
-import operator
 import random
 import socket
 import threading
 import time
 import urllib.parse
-from array import array
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,11 +27,12 @@ from typing import Any
 import orjson
 import requests
 import tenacity
-import urllib3
 
 from etl import __version__
+from etl.asana.pagination import Pagination
+from etl.asana.ratelimit import RateLimiter
+from etl.asana.watchdog import WatchedAdapter, Watchdog
 from etl.config import AsanaSettings, Secret
-from etl.ratelimit import RateLimiter
 from etl.errors import (
     AsanaError,
     AuthError,
@@ -90,164 +87,10 @@ def make_session(token: Secret, base_url: str, pool_size: int = 10) -> requests.
             "User-Agent": f"asana-etl/{__version__}",
         }
     )
-    adapter = _Adapter(pool_connections=pool_size, pool_maxsize=pool_size)
+    adapter = WatchedAdapter(pool_connections=pool_size, pool_maxsize=pool_size)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
-
-
-# --- a deadline for each request, whatever the server sends ------------------------------
-
-_current = threading.local()  # .watch: the watch of the request this thread is sending
-
-
-class _Watch:
-    """One request under the watchdog: its deadline, the connection it went out on (once
-    known), and whether the deadline came before the request ended."""
-
-    __slots__ = ("deadline", "expired", "_connection", "_finished", "_lock")
-
-    def __init__(self, deadline: float) -> None:
-        self.deadline = deadline
-        self.expired = False
-        self._connection: Any = None
-        self._finished = False
-        self._lock = threading.Lock()
-
-    def attach(self, connection: Any) -> None:
-        """The request goes out on `connection` (cut at once if its time is already up)."""
-        with self._lock:
-            self._connection = connection
-            if self.expired:
-                _cut(connection)
-
-    def expire(self) -> None:
-        """The deadline came: cut the request's connection, unless it has ended."""
-        with self._lock:
-            if not self._finished:
-                self.expired = True
-                if self._connection is not None:
-                    _cut(self._connection)
-
-    def finish(self) -> None:
-        """The request ended: its connection (back in the pool now) is no longer ours to cut."""
-        with self._lock:
-            self._finished = True
-            self._connection = None
-
-
-def _cut(connection: Any) -> None:
-    """Shut a connection's socket down: a read blocked on it returns at once, and urllib3
-    then throws the connection away. socket.socket's own shutdown even for TLS, whose
-    SSLSocket.shutdown would drop the TLS state under the thread reading it."""
-    sock = getattr(connection, "sock", None)
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            socket.socket.shutdown(sock, socket.SHUT_RDWR)
-
-
-class _Watchdog:
-    """Cuts every request still running `seconds` after it was sent.
-
-    requests' timeout bounds each read from the socket, not the answer: a server that sent
-    a byte every 2 s never tripped a 3 s timeout and held its listing for good. One thread
-    a client watches every request. Every deadline is `seconds` after its request, so one
-    that comes later never falls due before the thread's next wake-up: sending a request
-    never has to wake it.
-    """
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self._active: set[_Watch] = set()
-        self._lock = threading.Lock()
-        self._closed = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    @contextlib.contextmanager
-    def watch(self) -> Iterator[_Watch]:
-        """Watch the request this thread sends inside the block."""
-        watch = _Watch(time.monotonic() + self.seconds)
-        with self._lock:
-            if self._thread is None:  # begun with the first request, in the process that sends
-                self._thread = threading.Thread(target=self._run, name="asana-watchdog",
-                                                daemon=True)
-                self._thread.start()
-            self._active.add(watch)
-        _current.watch = watch
-        try:
-            yield watch
-        finally:
-            _current.watch = None
-            watch.finish()
-            with self._lock:
-                self._active.discard(watch)
-
-    def close(self) -> None:
-        self._closed.set()
-
-    def _run(self) -> None:
-        while not self._closed.is_set():
-            now = time.monotonic()
-            with self._lock:
-                due = [w for w in self._active if w.deadline <= now]
-                self._active.difference_update(due)
-                wake = min((w.deadline for w in self._active), default=now + self.seconds)
-            for watch in due:
-                watch.expire()
-            self._closed.wait(wake - now)
-
-
-class _Watched:
-    """A urllib3 connection that tells the watch of the request it carries that it does:
-    when it connects (a request's time can run out while it does) and when it sends."""
-
-    def connect(self) -> None:
-        super().connect()  # type: ignore[misc]
-        self._attach()
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        self._attach()
-        super().request(*args, **kwargs)  # type: ignore[misc]
-
-    def _attach(self) -> None:
-        watch = getattr(_current, "watch", None)
-        if watch is not None:
-            watch.attach(self)
-
-
-class _HTTPConnection(_Watched, urllib3.connection.HTTPConnection):
-    pass
-
-
-class _HTTPSConnection(_Watched, urllib3.connection.HTTPSConnection):
-    pass
-
-
-class _HTTPPool(urllib3.HTTPConnectionPool):
-    ConnectionCls = _HTTPConnection
-
-
-class _HTTPSPool(urllib3.HTTPSConnectionPool):
-    ConnectionCls = _HTTPSConnection
-
-
-class _Adapter(requests.adapters.HTTPAdapter):
-    """requests' adapter, with connections the watchdog can cut: direct or through an
-    HTTP(S) proxy (a SOCKS proxy's connections stay as they are: bounded per read only)."""
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        _watch_pools(self.poolmanager)
-
-    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        _watch_pools(manager)
-        return manager
-
-
-def _watch_pools(manager: urllib3.PoolManager) -> None:
-    if manager.pool_classes_by_scheme is urllib3.poolmanager.pool_classes_by_scheme:
-        manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
 
 
 def classify(response: requests.Response) -> dict[str, Any]:
@@ -401,7 +244,7 @@ class AsanaClient:
                                     pool_size=max(10, settings.concurrency + 2))
         self.limiter = RateLimiter(settings.requests_per_minute, sleep=self._sleep)
         self._in_flight = threading.BoundedSemaphore(MAX_IN_FLIGHT)
-        self._watchdog = _Watchdog(settings.timeout_seconds)
+        self._watchdog = Watchdog(settings.timeout_seconds)
         self._stats_lock = threading.Lock()
 
     def close(self) -> None:
@@ -537,141 +380,6 @@ class AsanaClient:
         pages = Pagination(path, params, page_size)
         while not pages.done:
             yield self.next_page(pages, stats)
-
-
-#: Pages in a row, each with a page after it, that may bring no entry the listing has not
-#: had before the listing fails: a server that hands out new offsets over old entries (or
-#: none) would hold it for good. One such page can happen (entries made ahead of the
-#: offset shift the rest by a page); five in a row do not.
-MAX_STALE_PAGES = 5
-
-
-class Pagination:
-    """Where one listing stands: its query, the offset to send next, and whether it has
-    ended. An offset is only valid for the query that produced it, so the query never
-    changes.
-
-    It also keeps what proves the listing moves on: the offsets it was given and the gids
-    of its entries. A restarted listing (its offset expired) is a new Pagination: it reads
-    its pages again, so none of theirs counts against it.
-    """
-
-    def __init__(self, path: str, params: Mapping[str, Any], page_size: int) -> None:
-        self.path = path
-        self.params = dict(params, limit=page_size)
-        self.offset: str | None = None
-        self.number = 0  # pages fetched so far
-        self.done = False
-        self._offsets: set[str] = set()  # offsets sent, but the one in hand
-        self._gids = _Gids()
-        self._stale = 0  # pages in a row that brought no new entry
-
-    def query(self) -> dict[str, Any]:
-        """The parameters of the next request."""
-        if self.offset is None:
-            return self.params
-        return {**self.params, "offset": self.offset}
-
-    def advance(self, body: dict[str, Any]) -> list[dict[str, Any]]:
-        """Take one answer: its entries, and the offset that follows (if any).
-
-        Raises:
-            RequestRejectedError: the answer has no `data` list, or the listing would
-                never end: an offset it was given before (a loop), or `MAX_STALE_PAGES`
-                pages in a row with nothing new.
-        """
-        data = body.get("data")
-        if not isinstance(data, list):
-            raise RequestRejectedError(f"page {self.number + 1} of the listing has no `data` list")
-        self.number += 1
-        next_page = body.get("next_page")
-        offset = next_page.get("offset") if isinstance(next_page, dict) else None
-        if not offset:
-            self.done = True
-            return data
-        if not isinstance(offset, str):
-            raise RequestRejectedError(f"Asana returned a next_page offset that is not a string "
-                                       f"(page {self.number})")
-        if offset in self._offsets or offset == self.offset:
-            raise RequestRejectedError(f"Asana returned offset {_short(offset)} twice in this "
-                                       f"listing (page {self.number}): the listing would loop")
-        self._count_stale(data)
-        if self.offset is not None:
-            self._offsets.add(self.offset)
-        self.offset = offset
-        return data
-
-    def _count_stale(self, data: list[Any]) -> None:
-        self._stale = 0 if self._gids.add_page(data) else self._stale + 1
-        if self._stale == MAX_STALE_PAGES:
-            raise RequestRejectedError(f"{MAX_STALE_PAGES} pages in a row brought no new entry "
-                                       f"(page {self.number}): the listing would not end")
-
-
-def _short(offset: str) -> str:
-    """An offset for a message: its start is enough to tell two apart."""
-    return repr(offset if len(offset) <= 24 else offset[:20] + "...")
-
-
-class _Gids:
-    """The gids a listing has had, in about 9 bytes each: a listing can hold a million
-    entries, whose gids as strings in a set would take 100 bytes each, as ints 65.
-
-    The latest go into a set; every `CHUNK` of them are frozen into a sorted array of
-    64-bit ints, searched by bisection. A page is looked up only up to its first new
-    entry, so a page of new entries costs one lookup.
-    """
-
-    CHUNK = 1 << 13
-
-    def __init__(self) -> None:
-        self._recent: set[int] = set()
-        self._frozen: list[array[int]] = []
-
-    def add_page(self, data: list[Any]) -> bool:
-        """Take in a page's gids; whether any was new to the listing."""
-        keys = _gid_keys(data)
-        new = not all(map(self._had, keys))
-        self._recent.update(keys)
-        if len(self._recent) >= self.CHUNK:
-            self._frozen.append(array("q", sorted(self._recent)))
-            self._recent = set()
-        return new
-
-    def _had(self, key: int) -> bool:
-        if key in self._recent:
-            return True
-        for gids in self._frozen:
-            if gids[0] <= key <= gids[-1] and gids[bisect.bisect_left(gids, key)] == key:
-                return True
-        return False
-
-
-_GID = operator.itemgetter("gid")
-_INT64 = range(-(1 << 63), 1 << 63)
-
-
-def _gid_keys(data: list[Any]) -> list[int]:
-    """A 64-bit int for the gid of each entry of a page: the gid itself (gids are strings
-    of digits) in C at one go, else entry by entry (see `_gid_key`)."""
-    try:
-        keys = list(map(int, map(_GID, data)))
-    except (KeyError, TypeError, ValueError, OverflowError):
-        keys = None
-    if keys is None or (keys and not (min(keys) in _INT64 and max(keys) in _INT64)):
-        keys = [key for key in map(_gid_key, data) if key is not None]
-    return keys
-
-
-def _gid_key(entry: Any) -> int | None:
-    """The gid as an int, a hash of it if it is not a string of digits that fits, or None
-    without a string gid (such an entry is rejected, and brings nothing)."""
-    gid = entry.get("gid") if isinstance(entry, dict) else None
-    if not isinstance(gid, str):
-        return None
-    if gid.isdecimal() and len(gid) <= 18:
-        return int(gid)
-    return hash(gid)
 
 
 def _host_and_port(base_url: str) -> str:

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from etl.asana import AsanaClient, CallStats, Page, Pagination
+from etl.asana.client import AsanaClient, CallStats, Page
+from etl.asana.pagination import Pagination
 from etl.config import DateWindow, Scope, ScopeKind
 from etl.errors import AsanaError, AuthError, OffsetExpiredError, RequestRejectedError
-from etl.plan import query_dates
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +44,24 @@ ENTRIES_PATH = "/time_tracking_entries"
 WORKSPACE_START_DATE = "1900-01-01"
 
 
+DAY = dt.timedelta(days=1)
+
+
+def query_dates(window: DateWindow, inclusive: bool) -> tuple[dt.date | None, dt.date | None]:
+    """The `entered_on_start_date` and `entered_on_end_date` to ask for: the window's own
+    bounds when the server is known to read them as inclusive, else one day more at each
+    bounded end (an exclusive reading then returns exactly the window, an inclusive one
+    a day more at each end, which the listing drops)."""
+    if inclusive:
+        return window.since, window.until
+    return (None if window.since is None else window.since - DAY,
+            None if window.until is None else window.until + DAY)
+
+
 def listing_params(scope: Scope, start: dt.date | None = None,
                    end: dt.date | None = None) -> dict[str, str]:
     """The query parameters that make a listing of `scope`, between these dates (as the
-    server reads its bounds: see `plan.query_dates`)."""
+    server reads its bounds: see `query_dates`)."""
     params = {FILTER_PARAM[scope.kind]: scope.gid}
     if start is not None:
         params["entered_on_start_date"] = start.isoformat()

@@ -34,16 +34,19 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any
 
 import sqlalchemy as sa
 
-from etl import db, logcontext, plan, runs
-from etl.asana import CallStats, Sleep
+from etl import logcontext
+from etl.asana.client import CallStats, Sleep
+from etl.run import plan
+from etl.run.result import RunResult, ScopeResult
+from etl.store import engines, runs
+from etl.store.migrate import current_revision, is_up_to_date, upgrade
 from etl.config import DateWindow, Scope, Settings
-from etl.deletions import apply_confirmations
+from etl.run.deletions import apply_confirmations
 from etl.errors import (
     AsanaError,
     AuthError,
@@ -51,33 +54,23 @@ from etl.errors import (
     DatabaseError,
     DatabaseFailed,
     EtlError,
-    ExitCode,
     Interrupted,
     LockError,
 )
-from etl.fetcher import (
+from etl.run.fetcher import (
     ConfirmDone,
     Confirmed,
     Fetcher,
     PageRows,
     ScopeListed,
 )
-from etl.load import (
-    Rejection,
-    UpsertCounts,
-    deletion_candidates,
-    entries_by_day,
-    forget_seen,
-    insert_rejected,
-    link_entries,
-    mark_seen,
-    upsert_entries,
-)
-from etl.lock import ScopeLocks, schema_lock, scope_locks
-from etl.runs import PageCounts
-from etl.transform import VALUE_COLUMNS, RowValues
+from etl.store.links import deletion_candidates, entries_by_day, forget_seen, link_entries, mark_seen
+from etl.store.load import UpsertCounts, insert_rejected, upsert_entries
+from etl.store.lock import ScopeLocks, schema_lock, scope_locks
+from etl.store.runs import PageCounts
+from etl.transform import VALUE_COLUMNS, Rejection, RowValues
 from etl.wording import count
-from etl.writer import RowRefused, Writer, classify, describe
+from etl.run.writer import RowRefused, Writer, classify, describe
 
 log = logging.getLogger(__name__)
 
@@ -89,135 +82,10 @@ BATCH_WAIT = 0.1
 CONFIRM_BATCH = 2000
 
 
-@dataclass
-class ScopeResult:
-    """What a run did with one scope (its `sync_run_scopes` row, as the run knows it)."""
-
-    scope: Scope
-    status: str = runs.RUNNING
-    counts: PageCounts = field(default_factory=PageCounts)
-    pages: int = 0
-    restarts: int = 0
-    retries: int = 0
-    error: str | None = None
-    #: the days read (both bounds None: all of them)
-    window: DateWindow = DateWindow()
-    #: date windows the scope was read in, and the requests that took
-    listings: int = 0
-    requests: int = 0
-
-    def document(self) -> dict[str, Any]:
-        """The scope as the run summary shows it."""
-        c = self.counts
-        return {
-            "scope": str(self.scope), "status": self.status, "entries_seen": c.entries,
-            "inserted": c.inserted, "updated": c.updated, "unchanged": c.unchanged,
-            "deleted": c.deleted, "rejected": c.rejected, "error": self.error,
-            "window": {"since": _iso(self.window.since), "until": _iso(self.window.until)},
-            "listings": self.listings, "pages": self.pages, "requests": self.requests,
-            "retries": self.retries, "restarts": self.restarts,
-        }
-
-
-#: The version of the run summary document (`RunResult.document`); a change that drops or
-#: renames a key gets a new one.
-SUMMARY_SCHEMA = "asana-etl/run-summary/1"
-
-
-@dataclass
-class RunResult:
-    """What a run did: its `sync_runs` row and its scopes. `run_sync` returns one for
-    every run that started, failed scopes included; the run summary (`document`) is
-    built from it, so the two always agree."""
-
-    command: str
-    run_id: int | None
-    status: str
-    scopes: list[ScopeResult]
-    counts: PageCounts
-    seconds: float
-    load_seconds: float = 0.0
-    requests: int = 0
-    retries: int = 0
-    rate_limited: int = 0
-    last_success: float | None = None  # Unix time of the last fully successful run
-    started_at: dt.datetime | None = None
-    finished_at: dt.datetime | None = None
-    error: str | None = None
-
-    @property
-    def exit_code(self) -> ExitCode:
-        return ExitCode.OK if self.status == runs.SUCCEEDED else ExitCode.SCOPE_FAILED
-
-    @property
-    def failed_scopes(self) -> list[ScopeResult]:
-        return [s for s in self.scopes if s.status == runs.FAILED]
-
-    @property
-    def entries_seen(self) -> int:
-        return self.counts.entries
-
-    @property
-    def inserted(self) -> int:
-        return self.counts.inserted
-
-    @property
-    def updated(self) -> int:
-        return self.counts.updated
-
-    @property
-    def unchanged(self) -> int:
-        return self.counts.unchanged
-
-    @property
-    def deleted(self) -> int:
-        return self.counts.deleted
-
-    @property
-    def rejected(self) -> int:
-        return self.counts.rejected
-
-    def document(self, exit_code: int | None = None) -> dict[str, Any]:
-        """The run summary: one JSON object, the last line on stdout with `--log-format
-        json` and what `--summary-file` holds. `exit_code`, when the process exits with
-        another than the run's own (stopped by a signal, say)."""
-        return {
-            "schema": SUMMARY_SCHEMA, "run_id": self.run_id, "command": self.command,
-            "status": self.status,
-            "exit_code": int(self.exit_code if exit_code is None else exit_code),
-            "entries_seen": self.entries_seen, "inserted": self.inserted,
-            "updated": self.updated, "unchanged": self.unchanged, "deleted": self.deleted,
-            "rejected": self.rejected, "scopes": [s.document() for s in self.scopes],
-            "seconds": round(self.seconds, 3), "requests": self.requests,
-            "retries": self.retries, "rate_limited": self.rate_limited,
-            "started_at": _iso(self.started_at), "finished_at": _iso(self.finished_at),
-            "error": self.error,
-        }
-
-    def summary(self) -> str:
-        c = self.counts
-        failed = len(self.failed_scopes)
-        return (
-            f"{self.command} {self.status}: {count(len(self.scopes), 'scope')}"
-            f"{f' ({failed} failed)' if failed else ''}, {count(c.entries, 'entry')} seen, "
-            f"{c.inserted} inserted, {c.updated} updated, {c.unchanged} unchanged, "
-            f"{c.deleted} deleted, {c.rejected} rejected in {self.seconds:.1f} s"
-        )
-
-
-def _iso(value: dt.date | dt.datetime | None) -> str | None:
-    """ISO 8601 (a timestamp in UTC, with `T`), or None."""
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC).isoformat()
-    return value.isoformat()
-
-
 def open_database(url: str) -> sa.Engine:
     """An engine on a database that answers (nothing is written)."""
-    engine = db.make_engine(url)
-    db.check_connection(engine)
+    engine = engines.make_engine(url)
+    engines.check_connection(engine)
     return engine
 
 
@@ -225,12 +93,12 @@ def migrate_or_check(engine: sa.Engine, *, migrate: bool) -> None:
     """Bring the schema to head (one process at a time: see `lock.schema_lock`), or with
     `migrate` off, insist that it is there."""
     if migrate:
-        if not db.is_up_to_date(engine):
+        if not is_up_to_date(engine):
             with schema_lock(engine):
-                db.upgrade(engine)  # nothing to do if another run got there first
-    elif not db.is_up_to_date(engine):
+                upgrade(engine)  # nothing to do if another run got there first
+    elif not is_up_to_date(engine):
         raise DatabaseError(
-            f"the schema of {db.mask_url(str(engine.url))} is not up to date: "
+            f"the schema of {engines.mask_url(str(engine.url))} is not up to date: "
             "run `asana-etl db upgrade`"
         )
 
@@ -278,17 +146,17 @@ def run_sync(
         raise ConfigError(f"no scopes to read: add some under [scopes] in {settings.source}")
     recent = settings.sync.recent_days if recent_days is None else recent_days
     today = runs.utcnow().date()
-    engine = db.make_engine(settings.database_url)  # a bad URL fails here, before Asana
+    engine = engines.make_engine(settings.database_url)  # a bad URL fails here, before Asana
     try:
         with Fetcher(settings.asana, token, sleep=sleep, today=today) as fetcher:
             checked = fetcher.preflight(scopes[0])
             # only once Asana took the token and plan: connecting makes a SQLite file
-            db.check_connection(engine)
+            engines.check_connection(engine)
             feed = plan.feedable(settings.asana.requests_per_minute / 60.0, checked.latency,
                                  settings.asana.concurrency)
             with scope_locks(engine, scopes, command) as locks:
                 listings = None
-                if migrate and db.current_revision(engine) is None:
+                if migrate and current_revision(engine) is None:
                     # a database with no schema yet holds nothing to plan by: reading
                     # begins while the schema is made (the rows wait in the pipe)
                     windows = {scope: window or DateWindow() for scope in scopes}
@@ -302,7 +170,7 @@ def run_sync(
                 run.progress = progress
                 return run.execute()
     except sa.exc.SQLAlchemyError as exc:  # before the run began, or after it ended
-        raise DatabaseError(f"the database {db.mask_url(settings.database_url)} failed: "
+        raise DatabaseError(f"the database {engines.mask_url(settings.database_url)} failed: "
                             f"{describe(exc)}") from exc
     finally:
         engine.dispose()

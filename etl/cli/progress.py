@@ -23,9 +23,9 @@ from rich.segment import SegmentLines
 from rich.table import Table
 from rich.text import Text
 
-from etl import runs
-from etl.console import Terminal
-from etl.pipeline import ScopeResult
+from etl.cli.console import Terminal
+from etl.run.result import ScopeResult
+from etl.store import runs
 
 #: Redraws a second: what keeps the elapsed time moving while no batch comes.
 REFRESH_PER_SECOND = 4

@@ -30,6 +30,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from etl.asana.extract import query_dates
 from etl.config import DateWindow, Scope
 
 DAY = dt.timedelta(days=1)
@@ -165,17 +166,6 @@ def partition(window: DateWindow, cuts: Sequence[dt.date]) -> list[DateWindow]:
     bounds = [window.since, *inside]
     ends = [c - DAY for c in inside] + [window.until]
     return [DateWindow(lo, hi) for lo, hi in zip(bounds, ends)]
-
-
-def query_dates(window: DateWindow, inclusive: bool) -> tuple[dt.date | None, dt.date | None]:
-    """The `entered_on_start_date` and `entered_on_end_date` to ask for: the window's own
-    bounds when the server is known to read them as inclusive, else one day more at each
-    bounded end (an exclusive reading then returns exactly the window, an inclusive one
-    a day more at each end, which the listing drops)."""
-    if inclusive:
-        return window.since, window.until
-    return (None if window.since is None else window.since - DAY,
-            None if window.until is None else window.until + DAY)
 
 
 def in_order_made(gids: Sequence[str]) -> bool:

@@ -14,8 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from etl.pipeline import SUMMARY_SCHEMA, RunResult
-from etl.runs import FAILED
+from etl.run.result import SUMMARY_SCHEMA, RunResult
+from etl.store.runs import FAILED
 
 
 def of_error(command: str, exc: BaseException, exit_code: int) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from etl.config import DateWindow, Scope
-from etl.db import sync_run_scopes, sync_runs
+from etl.store.schema import sync_run_scopes, sync_runs
 
 RUNNING, SUCCEEDED, PARTIAL, FAILED, ABANDONED = (
     "running",

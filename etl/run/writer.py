@@ -27,9 +27,10 @@ from typing import TypeVar
 
 import sqlalchemy as sa
 
-from etl.db import engine_url
+from etl.store.engines import engine_url
 from etl.errors import DatabaseFailed, LockError
-from etl.lock import ScopeLocks, StaleSession
+from etl.store.lock import ScopeLocks
+from etl.store.server_locks import StaleSession
 
 log = logging.getLogger(__name__)
 

@@ -21,18 +21,19 @@ from typing import Any
 import sqlalchemy as sa
 
 from etl.config import Scope
-from etl.extract import still_in_scope
-from etl.load import (
+from etl.asana.extract import still_in_scope
+from etl.store.links import mark_seen, unlink
+from etl.store.load import UpsertCounts, insert_rejected, mark_deleted, upsert_entries
+from etl.store.runs import PageCounts
+from etl.transform import (
+    RecordRejected,
     Rejection,
-    UpsertCounts,
-    insert_rejected,
-    mark_deleted,
-    mark_seen,
-    unlink,
-    upsert_entries,
+    RowValues,
+    entry_gid,
+    rejected_payload,
+    row_values,
+    to_row,
 )
-from etl.runs import PageCounts
-from etl.transform import RecordRejected, RowValues, entry_gid, rejected_payload, row_values, to_row
 
 log = logging.getLogger(__name__)
 
