@@ -8,7 +8,8 @@ import time
 import pytest
 import requests
 
-from etl.asana.client import AsanaClient, classify, decode_json, make_session, parse_retry_after
+from etl.asana.client import AsanaClient, make_session
+from etl.asana.responses import classify, decode_json, parse_retry_after
 from etl.asana.pagination import MAX_STALE_PAGES, Pagination, _Gids
 from etl.config import AsanaSettings, Secret
 from etl.errors import AuthError, RateLimitedError, RequestRejectedError, RetriableError
