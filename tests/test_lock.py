@@ -10,7 +10,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from etl.run import pipeline
+from etl.run import record
 from etl.store import schema
 from etl.config import Scope
 from etl.errors import ExitCode, LockError
@@ -167,7 +167,7 @@ def test_a_dead_runs_scopes_are_free_and_a_live_runs_are_not(
     assert status(engine) == {1: "succeeded", alive: "running", dead: "abandoned",
                               lost: "running", mine: "abandoned", elsewhere: "running",
                               result.run_id: "succeeded"}
-    monkeypatch.setattr(pipeline, "ABANDON_GRACE", 0.0)
+    monkeypatch.setattr(record, "ABANDON_GRACE", 0.0)
     assert run_sync(make_settings([Scope("user", users[3])]), sleep=sleep).status == "succeeded"
     assert status(engine)[elsewhere] == "abandoned"
     assert status(engine)[lost] == "running"

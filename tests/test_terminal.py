@@ -160,6 +160,10 @@ def _message(line: str) -> str:
     return re.sub(r" in \d+(\.\d+)? s \[", " in … s [", line[len(match[1]) + 1:])
 
 
+#: The loggers of the run's own process (the fetcher's records reach it through a pipe).
+RUN_LOGGERS = {"etl.run.pipeline", "etl.run.record", "etl.run.loader", "etl.run.completion"}
+
+
 def _assert_in_order(logged: list[str]) -> None:
     """The run's lines come in the order it logged them, and so do the fetcher's, which
     travel through a pipe to the run's process: each scope's pages come 1, 2, 3…"""
@@ -167,7 +171,7 @@ def _assert_in_order(logged: list[str]) -> None:
     pages: dict[str, list[int]] = collections.defaultdict(list)
     for line in logged:
         match = LOG_LINE.fullmatch(line)
-        if match[3] == "etl.run.pipeline":
+        if match[3] in RUN_LOGGERS:
             run.append(match[1])
         page = re.search(r"scope (\S+): page (\d+), ", match[4])
         if page:

@@ -23,7 +23,7 @@ from etl.config import DateWindow, Scope, Settings
 from etl.errors import AsanaError, AuthError, ConfigError, DatabaseError
 from etl.asana.extract import fetch_entry, iter_time_entry_pages, preflight, still_in_scope
 from etl.run import plan
-from etl.run.fetcher import MAX_LISTING_RESTARTS
+from etl.run.listings import MAX_LISTING_RESTARTS
 from etl.store import engines, migrate, runs
 from etl.store.links import linked_live_gids
 from etl.store.load import stored_versions

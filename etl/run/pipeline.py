@@ -1,85 +1,64 @@
-"""run_sync / run_backfill: extract → transform → load, one committed transaction a batch.
+"""run_sync / run_backfill: one run, from the token's check to its final status.
 
-The order of a run:
-1. the database URL can be used (else exit 2, nothing read);
-2. the fetcher process starts, and Asana accepts the token and the plan (one `limit=1`
-   request; else exit 3, nothing written, not even a SQLite file); then the database
-   is reachable (else exit 2);
-3. the scopes' locks are taken (else exit 4), migrations applied, runs left `running`
-   by a dead process marked `abandoned`, and this run's row written; from here every
-   write goes through the session holding the locks (`etl.writer`), and a database
-   that fails for good ends the run with exit 5;
+The order of a run, and the module that does each step:
+1. the database URL can be used (else exit 2, nothing read): `etl.store.engines`;
+2. the fetcher process starts (`etl.run.fetcher`), and Asana accepts the token and the
+   plan (one `limit=1` request; else exit 3, nothing written, not even a SQLite file);
+   then the database is reachable (else exit 2);
+3. the scopes' locks are taken (else exit 4: `etl.store.lock`), migrations applied
+   (`etl.store.migrate`), and the run's record begun (`etl.run.record`: runs left
+   `running` by a dead process marked `abandoned`, this run's rows written); from here
+   every write goes through the session holding the locks (`etl.run.writer`), and a
+   database that fails for good ends the run with exit 5;
 4. each scope gets its window (all days; `backfill --since/--until`; or with
    `sync --recent` its last days, unless a full read is due), and the plan
-   (`etl.plan`) turns the scopes into listings: date windows sized by what the
+   (`etl.run.plan`) turns the scopes into listings: date windows sized by what the
    database holds, largest first (a database with no schema yet holds nothing to plan
    by, so there reading begins before step 3's migrations);
-5. the fetcher process (`etl.fetcher`) reads the listings, `[asana] concurrency`
-   requests at a time, and flattens the pages; their rows flow through a pipe to this
-   thread, which writes whatever is ready in one transaction: pages' rows, scope
-   links, what each pass has seen, rejected records and the run's counters commit
-   together, so a crash at any moment leaves the tables consistent and a re-run
-   completes them;
-6. a scope whose listings all completed is checked for deletions, within its window;
-7. the run row gets its final status.
+5. the fetcher process reads the listings, `[asana] concurrency` requests at a time,
+   and flattens the pages (`etl.transform`); their rows flow through a pipe to this
+   process, whose loader (`etl.run.loader`) writes whatever is ready in one transaction;
+6. a scope whose listings all completed is checked for deletions, within its window,
+   then closed (`etl.run.completion`);
+7. the run's record gets its final status, and the run its result (`etl.run.result`).
 
-A scope that fails (403, 404, retries exhausted) is recorded as failed and the next
-scope goes on; a refused token or plan (401/402) stops the run.
+`_Run` is only the loop that moves messages between the fetcher and those parts. A
+scope that fails (403, 404, retries exhausted) is recorded as failed and the others go
+on; a refused token or plan (401/402) stops the run.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
-from itertools import repeat
-from typing import Any
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 
-from etl import logcontext
-from etl.asana.client import CallStats, Sleep
-from etl.run import plan
-from etl.run.result import RunResult, ScopeResult
-from etl.store import engines, runs
-from etl.store.migrate import current_revision, is_up_to_date, upgrade
+from etl.asana.client import Sleep
 from etl.config import DateWindow, Scope, Settings
-from etl.run.deletions import apply_confirmations
-from etl.errors import (
-    AsanaError,
-    AuthError,
-    ConfigError,
-    DatabaseError,
-    DatabaseFailed,
-    EtlError,
-    Interrupted,
-    LockError,
-)
-from etl.run.fetcher import (
-    ConfirmDone,
-    Confirmed,
-    Fetcher,
-    PageRows,
-    ScopeListed,
-)
-from etl.store.links import deletion_candidates, entries_by_day, forget_seen, link_entries, mark_seen
-from etl.store.load import UpsertCounts, insert_rejected, upsert_entries
+from etl.errors import ConfigError, DatabaseError, DatabaseFailed, Interrupted, LockError
+from etl.run import plan
+from etl.run.completion import ScopeCompletion
+from etl.run.fetcher import Fetcher
+from etl.run.loader import BatchLoader
+from etl.run.messages import ConfirmDone, ScopeListed
+from etl.run.record import RunRecord, describe_error
+from etl.run.result import RunResult, ScopeResult
+from etl.run.writer import Writer, classify, describe
+from etl.store import engines, runs
+from etl.store.links import entries_by_day
 from etl.store.lock import ScopeLocks, schema_lock, scope_locks
+from etl.store.migrate import current_revision, is_up_to_date, upgrade
 from etl.store.runs import PageCounts
-from etl.transform import VALUE_COLUMNS, Rejection, RowValues
 from etl.wording import count
-from etl.run.writer import RowRefused, Writer, classify, describe
 
 log = logging.getLogger(__name__)
 
-#: Rows the loader writes in one transaction, at most (pages that are ready go together).
-BATCH_ROWS = 5000
-#: Seconds the loader waits for more pages before it writes a batch that is not full.
-BATCH_WAIT = 0.1
-#: Deletion candidates in one order to the fetcher (it confirms them side by side).
-CONFIRM_BATCH = 2000
+#: Called with the scopes' results so far (and the client's retry count).
+Progress = Callable[[list[ScopeResult], int], None]
 
 
 def open_database(url: str) -> sa.Engine:
@@ -166,29 +145,15 @@ def run_sync(
                 migrate_or_check(engine, migrate=migrate)
                 if listings is None:
                     windows = _windows(engine, scopes, window, recent, settings, today)
-                run = _Run(engine, fetcher, settings, command, windows, feed, locks, listings)
-                run.progress = progress
-                return run.execute()
+                run = _Run(engine, fetcher, locks, command, windows, progress)
+                return run.execute(
+                    listings, lambda: _plan(engine, windows, feed, fetcher.page_size),
+                    concurrency=settings.asana.concurrency)
     except sa.exc.SQLAlchemyError as exc:  # before the run began, or after it ended
         raise DatabaseError(f"the database {engines.mask_url(settings.database_url)} failed: "
                             f"{describe(exc)}") from exc
     finally:
         engine.dispose()
-
-
-def _windows(engine: sa.Engine, scopes: list[Scope], window: DateWindow | None, recent: int,
-             settings: Settings, today: dt.date) -> dict[Scope, DateWindow]:
-    """What the run reads of each scope: `window` (a backfill's), else with `recent`
-    days each scope's last days unless a full read is due, else everything."""
-    if window is not None:
-        return {scope: window for scope in scopes}
-    last_full = {}
-    if recent > 0:
-        with engine.connect() as conn:
-            last_full = runs.last_full_reads(conn)
-    return plan.scope_windows(scopes, recent_days=recent,
-                              full_every_days=settings.sync.full_every_days,
-                              last_full=last_full, today=today)
 
 
 def run_backfill(
@@ -206,10 +171,6 @@ def run_backfill(
                     sleep=sleep, progress=progress)
 
 
-#: Called with the scopes' results so far (and the client's retry count).
-Progress = Callable[[list[ScopeResult], int], None]
-
-
 def request_stop(signal_name: str, signal_number: int) -> bool:
     """Ask the run in progress, if any, to stop at its next safe point (between two
     batches, never inside a transaction). False when no run is loading: the caller may
@@ -221,186 +182,111 @@ def request_stop(signal_name: str, signal_number: int) -> bool:
     return True
 
 
-class _Run:
-    """One run, from its row in `sync_runs` to its final status.
+def _windows(engine: sa.Engine, scopes: list[Scope], window: DateWindow | None, recent: int,
+             settings: Settings, today: dt.date) -> dict[Scope, DateWindow]:
+    """What the run reads of each scope: `window` (a backfill's), else with `recent`
+    days each scope's last days unless a full read is due, else everything."""
+    if window is not None:
+        return {scope: window for scope in scopes}
+    last_full = {}
+    if recent > 0:
+        with engine.connect() as conn:
+            last_full = runs.last_full_reads(conn)
+    return plan.scope_windows(scopes, recent_days=recent,
+                              full_every_days=settings.sync.full_every_days,
+                              last_full=last_full, today=today)
 
-    The fetcher process reads listings and confirms deletion candidates as this thread
+
+def _plan(engine: sa.Engine, windows: dict[Scope, DateWindow], feed: int,
+          page_size: int) -> list[plan.Listing]:
+    """The listings to read, sized by what the database holds of each scope; only worth
+    a query when more than one listing at a time can be fed."""
+    history: dict[Scope, list[tuple[dt.date, int]]] = {}
+    if feed > 1:
+        with engine.connect() as conn:
+            for scope, window in windows.items():
+                days = entries_by_day(conn, scope, window)
+                if days:
+                    history[scope] = days
+    return plan.plan(list(windows.items()), history, feed=feed, page_size=page_size)
+
+
+class _Run:
+    """One run: the loop between the fetcher's messages and the parts that act on them.
+
+    The fetcher process reads listings and confirms deletion candidates as the run
     orders; this thread writes what it sends, in batches. So fetching never waits on the
     database, the database never waits on one slow request, and memory is bounded by the
     pipe between them, whatever the number of entries.
     """
 
     #: The run loading in this process, for `request_stop` (signals reach the process).
-    current: _Run | None = None
-    #: The runs this process is running (a run row with this process's pid and none of
-    #: these ids was left by a run of this process that ended without its final status).
-    live: set[int] = set()
+    current: ClassVar[_Run | None] = None
 
-    def __init__(self, engine: sa.Engine, fetcher: Fetcher, settings: Settings, command: str,
-                 windows: dict[Scope, DateWindow], feed: int, locks: ScopeLocks,
-                 listings: list[plan.Listing] | None = None) -> None:
-        """`locks`: the run's scope locks, held; `listings`: those the fetcher was already
-        given (else the run plans them)."""
-        self.engine = engine
-        self.listings = listings
-        self.fetcher = fetcher
-        self.settings = settings
-        self.command = command
-        self.scopes = list(windows)
-        self.windows = windows
-        self.feed = feed
-        self.results = {scope: ScopeResult(scope, window=windows[scope]) for scope in self.scopes}
-        self.stats = {scope: CallStats() for scope in self.scopes}
+    def __init__(self, engine: sa.Engine, fetcher: Fetcher, locks: ScopeLocks, command: str,
+                 windows: dict[Scope, DateWindow], progress: Progress | None) -> None:
+        """`locks`: the run's scope locks, held."""
         self.started = time.monotonic()
-        self.load_seconds = 0.0
+        self.fetcher = fetcher
+        self.command = command
+        self.progress = progress
         self.interrupt: Interrupted | None = None
-        #: scope -> the last deletion candidate ordered confirmed
-        self.confirming: dict[Scope, str] = {}
         self.writer = Writer(engine, locks)
-        self.locks = locks
-        now = runs.utcnow()
-        dead, self.suspects = self._dead_runs()
+        self.record = RunRecord(engine, self.writer, locks, command)
+        run_id = self.record.start(windows)
+        self.results = {scope: ScopeResult(scope, window=window)
+                        for scope, window in windows.items()}
+        self.loader = BatchLoader(self.writer, run_id)
+        self.scopes = ScopeCompletion(engine, fetcher, self.record, windows, self.results)
 
-        def start(conn: sa.Connection) -> int:
-            if dead:
-                runs.abandon(conn, dead, now)
-                for run in dead:
-                    forget_seen(conn, run)  # what their passes had seen
-            run_id = runs.start_run(conn, command, len(self.scopes), now)
-            for scope in self.scopes:
-                runs.start_scope(conn, run_id, scope, now, windows[scope])
-            return run_id
-
-        self.run_id = self.writer.transaction(start)
-        locks.run_id = self.run_id
-        _Run.live.add(self.run_id)
-        #: the scopes whose row has its final status
-        self.closed: set[Scope] = set()
-        if dead:
-            log.warning("run%s %s left running by a process that died: marked abandoned",
-                        "s" if len(dead) > 1 else "", ", ".join(f"#{i}" for i in dead))
-        self.started_at = now
-        self.finished_at: dt.datetime | None = None
-        self.error: str | None = None
-        logcontext.set_run(self.run_id)
-        self.progress: Progress | None = None
-
-    def _dead_runs(self, suspects: dict[int, float] | None = None
-                   ) -> tuple[list[int], dict[int, float]]:
-        """Runs left `running` whose process is gone: one of their scopes' locks is free
-        (a live run holds all of its own) and the process is known to be gone. A run on
-        another host (whose process cannot be looked at from here) with a lock free is
-        only a suspect: it may be alive and about to find out that it lost its lock (it
-        stops within writer.CHECK_SECONDS), so it is taken for gone only once it stayed
-        that way for ABANDON_GRACE seconds. Returns the dead and the suspects (with when
-        they were first suspected)."""
-        with self.engine.connect() as conn:
-            running = runs.running_runs(conn)
-            running.pop(getattr(self, "run_id", None), None)
-            free = [run for run, scopes in running.items()
-                    if any(self.locks.free(scope) for scope in scopes)]
-            processes = runs.processes(conn, free)
-        dead, still = [], {}
-        now = time.monotonic()
-        for run in free:
-            hostname, pid, started_at = processes[run]
-            alive = runs.process_alive(hostname, pid, started_at)
-            if alive and pid == os.getpid():
-                alive = run in _Run.live
-            since = (suspects or {}).get(run, now)
-            if alive is False or (alive is None and now - since >= ABANDON_GRACE):
-                dead.append(run)
-            elif alive is None:
-                still[run] = since
-        return dead, still
-
-    def execute(self) -> RunResult:
+    def execute(self, listings: list[plan.Listing] | None,
+                planner: Callable[[], list[plan.Listing]], *, concurrency: int) -> RunResult:
+        """Read `listings` (None: those `planner` makes, given to the fetcher here; else
+        it has them already) and load them; the run's result."""
         _Run.current = self
         try:
-            listings = self.listings
             if listings is None:
-                listings = self._plan()
+                listings = planner()
                 self.fetcher.list(listings)
-            windowed = sum(w != DateWindow() for w in self.windows.values())
+            windowed = sum(r.window != DateWindow() for r in self.results.values())
             log.info("run #%d (%s) started: %s%s in %s, %s at a time",
-                     self.run_id, self.command, count(len(self.scopes), "scope"),
+                     self.record.run_id, self.command, count(len(self.results), "scope"),
                      f" ({windowed} of them in a window of days)" if windowed else "",
-                     count(len(listings), "listing"),
-                     count(self.settings.asana.concurrency, "request"))
-            self._load_until_done()
+                     count(len(listings), "listing"), count(concurrency, "request"))
+            self._loop()
         except BaseException as original:
             _Run.current = None
-            self.fetcher.stop()
-            exc = original
-            if isinstance(exc, sa.exc.SQLAlchemyError):  # a read failed: the server did
-                exc = self.writer.failure(exc, classify(exc) if isinstance(
-                    exc, sa.exc.DBAPIError) else "other")
-            # a scope whose final status did not reach its row failed with the run
-            unfinished = [r for r in self.results.values() if r.scope not in self.closed]
-            for result in unfinished:
-                result.status, result.error = runs.FAILED, _describe(exc)
             try:
-                for result in unfinished:
-                    self._close_scope(result)
-                self._finish(runs.FAILED, error=_describe(exc))
-            except (DatabaseFailed, LockError):
-                # the database does not answer: the row stays `running`, its locks are
-                # free, and the next run marks it abandoned
-                self.finished_at = runs.utcnow()
-            # what was done before it, for the run summary of a run that stopped
-            exc.result = self._result(runs.FAILED, last_success=None)
+                exc = self._stopped(original)
+            finally:
+                self.record.ended()
             if exc is not original:
                 raise exc from original
             raise
-        finally:
-            _Run.live.discard(self.run_id)
         _Run.current = None
         failed = sum(r.status == runs.FAILED for r in self.results.values())
-        if failed == 0:
-            status = runs.SUCCEEDED
-        elif failed == len(self.results):
-            status = runs.FAILED
-        else:
-            status = runs.PARTIAL
-        self._finish(status, error=f"{failed} of {count(len(self.results), 'scope')} failed"
-                     if failed else None)
-        return self._result(status)
+        status = (runs.SUCCEEDED if not failed else
+                  runs.FAILED if failed == len(self.results) else runs.PARTIAL)
+        try:
+            self._finish(status, f"{failed} of {count(len(self.results), 'scope')} failed"
+                         if failed else None)
+        finally:
+            self.record.ended()
+        return self._result(status, self.record.last_success())
 
-    def _plan(self) -> list[plan.Listing]:
-        """The listings to read, sized by what the database holds of each scope; only
-        worth a query when more than one listing at a time can be fed."""
-        history: dict[Scope, list[tuple[dt.date, int]]] = {}
-        if self.feed > 1:
-            with self.engine.connect() as conn:
-                for scope in self.scopes:
-                    days = entries_by_day(conn, scope, self.windows[scope])
-                    if days:
-                        history[scope] = days
-        return plan.plan(list(self.windows.items()), history, feed=self.feed,
-                         page_size=self.fetcher.page_size)
-
-    def _load_until_done(self) -> None:
-        open_scopes = len(self.scopes)
+    def _loop(self) -> None:
+        open_scopes = len(self.results)
         while open_scopes:
             message = self._next_message()
-            batch = []
-            rows = 0
-            # gather pages and confirmations into one transaction: up to BATCH_ROWS, or
-            # what came within BATCH_WAIT (a batch's fixed costs, paid for a page or two,
-            # were half the loader's time)
-            deadline = time.monotonic() + BATCH_WAIT
-            while isinstance(message, (PageRows, Confirmed)):
-                if self.results[message.scope].status == runs.RUNNING:  # else: closed
-                    batch.append(message)
-                    rows += len(message.rows) if isinstance(message, PageRows) else 1
-                if rows >= BATCH_ROWS:
-                    message = None
-                    break
-                message = self.fetcher.receive(timeout=max(0.0, deadline - time.monotonic()))
+            batch, message = self.loader.gather(message, self.fetcher.receive,
+                                                self.scopes.is_open)
             if batch:
-                self._load(batch)
-            if message is not None and self.results[message.scope].status == runs.RUNNING:
-                open_scopes -= self._handle(message)
+                for scope, (counts, pages) in self.loader.load(batch).items():
+                    result = self.results[scope]
+                    result.pages += pages
+                    result.counts.add(counts)
+            if isinstance(message, (ScopeListed, ConfirmDone)) and self.scopes.is_open(message.scope):
+                open_scopes -= self.scopes.handle(message)
             if self.progress is not None:
                 self.progress(list(self.results.values()), self.fetcher.stats.retries)
 
@@ -413,202 +299,39 @@ class _Run:
             if message is not None:
                 return message
 
-    def _load(self, batch: list[PageRows | Confirmed]) -> None:
-        """Write a batch of pages and confirmations, from any scopes, in one transaction."""
-        started = time.monotonic()
-        now = runs.utcnow()
-        rows: list[tuple[Scope, RowValues]] = []
-        listed: dict[Scope, list[str]] = {}  # loaded rows, for the scope links
-        also: dict[Scope, list[str]] = {}  # seen but not loaded: rejected records
-        rejections: dict[Scope, list[Rejection]] = {}
-        answers: dict[Scope, list[tuple[str, dict[str, Any] | None]]] = {}
-        pages_of: dict[Scope, int] = {}
-        for message in batch:
-            scope = message.scope
-            if isinstance(message, Confirmed):
-                answers.setdefault(scope, []).append((message.gid, message.entry))
-                pages_of.setdefault(scope, 0)
-                continue
-            pages_of[scope] = pages_of.get(scope, 0) + 1
-            rows.extend(zip(repeat(scope), message.rows))
-            listed.setdefault(scope, []).extend([values[0] for values in message.rows])
-            also.setdefault(scope, []).extend(message.rejected_gids)
-            rejections.setdefault(scope, []).extend(message.rejections)
-        def write(conn: sa.Connection) -> dict[Scope, PageCounts]:
-            counts: dict[Scope, PageCounts] = {}
-            upserted = upsert_entries(conn, rows, now)
-            for scope in listed:
-                linked_before = link_entries(conn, scope, listed[scope], now, also=also[scope],
-                                             new=upserted.new)
-                mark_seen(conn, self.run_id, scope, linked_before)
-                insert_rejected(conn, self.run_id, scope, rejections[scope], now)
-                u = upserted.counts.get(scope, UpsertCounts())
-                rejected = len(rejections[scope])
-                counts[scope] = PageCounts(
-                    entries=u.inserted + u.updated + u.unchanged + rejected,
-                    inserted=u.inserted, updated=u.updated, unchanged=u.unchanged,
-                    rejected=rejected,
-                )
-            for scope, answered in answers.items():
-                confirmed = apply_confirmations(conn, self.run_id, scope, answered, now)
-                counts.setdefault(scope, PageCounts()).add(confirmed)
-            runs.record_batch(conn, self.run_id,
-                              {scope: (counts[scope], pages_of[scope]) for scope in pages_of})
-            return counts
-
-        while True:
-            try:
-                counts = self.writer.transaction(write, refusable=True)
-                break
-            except RowRefused as refused:
-                bad = self._refused_rows(rows, now)
-                if not bad:  # not a row's value after all: the batch as a whole
-                    raise self.writer.failure(refused, "other") from refused
-            # set them aside with the database's reason, and write the rest again
-            for i, reason in bad.items():
-                scope, values = rows[i]
-                listed[scope].remove(values[0])
-                also[scope].append(values[0])
-                rejections[scope].append(Rejection(values[0], f"the database refused it: {reason}",
-                                                   _capped(values[RAW])))
-            log.warning("%d entr%s set aside: the database refused %s (%s)", len(bad),
-                        "y" if len(bad) == 1 else "ies", "it" if len(bad) == 1 else "them",
-                        next(iter(bad.values())))
-            rows = [row for i, row in enumerate(rows) if i not in bad]
-        self.load_seconds += time.monotonic() - started
-        for scope, c in counts.items():
-            result = self.results[scope]
-            result.pages += pages_of[scope]
-            result.counts.add(c)
-
-    def _refused_rows(self, rows: list[tuple[Scope, RowValues]], now: dt.datetime
-                      ) -> dict[int, str]:
-        """The rows of a batch that the database refuses, each with its reason: found by
-        halving, each half written in a transaction that is rolled back."""
-        found: dict[int, str] = {}
-
-        def search(lo: int, hi: int) -> None:
-            reason = self.writer.probe(lambda conn: upsert_entries(conn, rows[lo:hi], now))
-            if reason is None:
-                return
-            if hi - lo == 1:
-                found[lo] = reason
-                return
-            search(lo, (lo + hi) // 2)
-            search((lo + hi) // 2, hi)
-
-        search(0, len(rows))
-        return found
-
-    def _handle(self, message: ScopeListed | ConfirmDone) -> int:
-        """Act on a message of the fetcher; returns 1 when it closes a scope."""
-        result = self.results[message.scope]
-        self.stats[message.scope] = message.scope_stats
-        if isinstance(message, ScopeListed):
-            result.listings, result.restarts = message.listings, message.restarts
-        if message.error is None:
-            # every listing is complete and loaded: only now may what they lacked count
-            # as deleted; candidates go to Asana a batch at a time, each after the last
-            after = self.confirming.get(message.scope) if isinstance(message, ConfirmDone) else None
-            if self._confirm(message.scope, after):
-                return 0
-        error = message.error
-        if error is None:
-            result.status = runs.SUCCEEDED
-            c = result.counts
-            log.info(
-                "scope %s: %s in %s, %s (%d inserted, %d updated, %d unchanged, %d deleted, "
-                "%d rejected)",
-                result.scope, count(result.pages, "page"), count(result.listings, "listing"),
-                count(c.entries, "entry"), c.inserted, c.updated, c.unchanged, c.deleted,
-                c.rejected,
-                extra={"event": "scope_finished", "scope": str(result.scope),
-                       "fields": {"status": "succeeded", "pages": result.pages,
-                                  "listings": result.listings,
-                                  "requests": message.scope_stats.requests, **vars(c)}},
-            )
-        else:
-            result.status, result.error = runs.FAILED, _describe(error)
-        self._close_scope(result)
-        if isinstance(error, AuthError) or not isinstance(error, (AsanaError, type(None))):
-            raise error  # a refused token, or a bug: the whole run stops
-        if error is not None:
-            log.error("scope %s failed: %s", result.scope, result.error,
-                      extra={"event": "scope_failed", "scope": str(result.scope),
-                             "fields": {"error": result.error}})
-        return 1
-
-    def _confirm(self, scope: Scope, after: str | None) -> bool:
-        """Order the confirmation of `scope`'s next deletion candidates (in gid order,
-        after `after`, within the scope's window); False when none are left."""
-        with self.engine.connect() as conn:
-            gids = deletion_candidates(conn, self.run_id, scope, self.windows[scope],
-                                       CONFIRM_BATCH, after)
-        if not gids:
-            return False
-        self.confirming[scope] = gids[-1]
-        self.fetcher.confirm(scope, gids)
-        return True
-
-    def _close_scope(self, result: ScopeResult) -> None:
-        stats = self.stats[result.scope]
-        result.retries = stats.retries
-        result.requests = stats.requests
-
-        def close(conn: sa.Connection) -> None:
-            forget_seen(conn, self.run_id, result.scope)
-            runs.finish_scope(
-                conn,
-                self.run_id,
-                result.scope,
-                result.status,
-                runs.utcnow(),
-                retries=stats.retries,
-                retry_after_seconds=round(stats.retry_after_seconds, 3),
-                restarts=result.restarts,
-                listings=result.listings,
-                requests=stats.requests,
-                error=result.error,
-            )
-
-        self.writer.own_row(close)
-        self.closed.add(result.scope)
+    def _stopped(self, original: BaseException) -> BaseException:
+        """The run stops on `original`: the fetcher stops, every scope still open fails
+        with it, and the run is recorded as failed if the database still answers.
+        Returns what to raise, carrying what the run did so far as `result`."""
+        self.fetcher.stop()
+        exc = original
+        if isinstance(exc, sa.exc.SQLAlchemyError):  # a read failed: the server did
+            exc = self.writer.failure(exc, classify(exc) if isinstance(
+                exc, sa.exc.DBAPIError) else "other")
+        try:
+            for result in self.scopes.fail_unfinished(exc):
+                self.scopes.close(result)
+            self._finish(runs.FAILED, error=describe_error(exc))
+        except (DatabaseFailed, LockError):
+            # the database does not answer: the row stays `running`, its locks are
+            # free, and the next run marks it abandoned
+            self.record.stopped()
+        exc.result = self._result(runs.FAILED, None)
+        return exc
 
     def _finish(self, status: str, error: str | None) -> None:
         failed = sum(r.status == runs.FAILED for r in self.results.values())
-        self.finished_at, self.error = runs.utcnow(), error
-        dead: list[int] = []
-        if self.suspects and self.writer.lost is None:
-            try:
-                dead, self.suspects = self._dead_runs(self.suspects)
-            except sa.exc.SQLAlchemyError:
-                pass  # others' bookkeeping: the next run tries again
-
-        def finish(conn: sa.Connection) -> None:
-            if dead:
-                runs.abandon(conn, dead, self.finished_at)
-                for run in dead:
-                    forget_seen(conn, run)
-            runs.finish_run(conn, self.run_id, status, self.finished_at, scopes_failed=failed,
-                            error=error)
-
-        self.writer.own_row(finish)
-        if dead:
-            log.warning("run%s %s left running on another host, with a lock free for %.0f s: "
-                        "marked abandoned", "s" if len(dead) > 1 else "",
-                        ", ".join(f"#{i}" for i in dead), ABANDON_GRACE)
-        total = self._totals()
+        self.record.finish(status, error, failed)
         stats = self.fetcher.stats
         fields = {
-            "run_id": self.run_id, "status": status, "scopes": len(self.scopes),
-            "scopes_failed": failed, **vars(total),
+            "run_id": self.record.run_id, "status": status, "scopes": len(self.results),
+            "scopes_failed": failed, **vars(self._totals()),
             "seconds": round(time.monotonic() - self.started, 3),
-            "load_seconds": round(self.load_seconds, 3), "requests": stats.requests,
+            "load_seconds": round(self.loader.load_seconds, 3), "requests": stats.requests,
             "retries": stats.retries, "rate_limited": stats.rate_limited,
         }
-        log.info("run #%d finished: %s", self.run_id, status,
+        log.info("run #%d finished: %s", self.record.run_id, status,
                  extra={"event": "run_finished", "fields": fields})
-        logcontext.set_run(None)
 
     def _totals(self) -> PageCounts:
         total = PageCounts()
@@ -616,54 +339,13 @@ class _Run:
             total.add(r.counts)
         return total
 
-    def _result(self, status: str, last_success: float | None | bool = True) -> RunResult:
-        """The run's result; `last_success` True: read from the database."""
-        if last_success is True:
-            with self.engine.connect() as conn:
-                last_success = runs.last_success(conn, self.command)
+    def _result(self, status: str, last_success: float | None) -> RunResult:
         stats = self.fetcher.stats
         return RunResult(
-            command=self.command,
-            run_id=self.run_id,
-            status=status,
-            scopes=list(self.results.values()),
-            counts=self._totals(),
-            seconds=time.monotonic() - self.started,
-            load_seconds=self.load_seconds,
-            requests=stats.requests,
-            retries=stats.retries,
-            rate_limited=stats.rate_limited,
-            last_success=last_success,
-            started_at=self.started_at,
-            finished_at=self.finished_at,
-            error=self.error,
+            command=self.command, run_id=self.record.run_id, status=status,
+            scopes=list(self.results.values()), counts=self._totals(),
+            seconds=time.monotonic() - self.started, load_seconds=self.loader.load_seconds,
+            requests=stats.requests, retries=stats.retries, rate_limited=stats.rate_limited,
+            last_success=last_success, started_at=self.record.started_at,
+            finished_at=self.record.finished_at, error=self.record.error,
         )
-
-
-#: Seconds a run left `running` on another host, with a lock free, stays a suspect
-#: before a run takes it for gone (a live one notices the loss of its lock sooner).
-ABANDON_GRACE = 15.0
-#: Where a row's raw record sits in `RowValues`.
-RAW = VALUE_COLUMNS.index("raw")
-
-
-#: The most of a refused entry's record that `rejected_records.payload` keeps.
-MAX_REFUSED_PAYLOAD = 1_000_000
-
-
-def _capped(payload: str) -> str:
-    if len(payload) <= MAX_REFUSED_PAYLOAD:
-        return payload
-    return payload[:MAX_REFUSED_PAYLOAD] + f"... ({len(payload)} characters in all)"
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, KeyboardInterrupt):
-        return "interrupted by SIGINT"
-    if isinstance(exc, Interrupted):
-        return str(exc)
-    if isinstance(exc, AsanaError):
-        return exc.message
-    if isinstance(exc, EtlError):  # says what happened in its own words
-        return str(exc)
-    return f"{exc.__class__.__name__}: {exc}"

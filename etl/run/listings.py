@@ -1,0 +1,284 @@
+"""The listing reader: a listing's pages, one request at a time, as the scheduler hands
+its turns out; splits, expired offsets, and the end of a scope.
+
+A listing whose first page says more follow is split into date windows while fewer
+listings are open than the budget can feed (`plan.feedable`): that page is dropped, and
+its windows read it again. A scope is listed when all its listings are; the first that
+fails fails the scope and cancels the others, and an expired offset restarts only its
+own listing. Each page is flattened here (`etl.transform`), and only the entries of the
+listing's own window are kept: the windows of a scope partition its days.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import datetime as dt
+import logging
+import pickle
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from etl import logcontext
+from etl.asana.client import AsanaClient, CallStats
+from etl.asana.extract import bounds_inclusive, expired, pagination
+from etl.config import AsanaSettings, DateWindow, Scope
+from etl.errors import AsanaError, OffsetExpiredError
+from etl.run import plan
+from etl.run.messages import PageRows, ScopeListed
+from etl.run.plan import Listing
+from etl.run.scheduler import ListingTask, RequestScheduler
+from etl.transform import (
+    RecordRejected,
+    Rejection,
+    RowValues,
+    entry_gid,
+    rejected_payload,
+    row_values,
+    to_row,
+)
+
+log = logging.getLogger(__name__)
+
+#: How often one listing may restart after an expired offset before its scope fails.
+MAX_LISTING_RESTARTS = 3
+#: Request latencies the feed estimate looks at (the median of the latest).
+LATENCY_SAMPLES = 32
+
+
+@dataclass(eq=False)
+class ScopeTasks:
+    """The listings of one scope: how many are still open, how many ended in full, and
+    what its requests cost."""
+
+    scope: Scope
+    open: int = 0
+    listed: int = 0
+    restarts: int = 0
+    error: BaseException | None = None
+    stats: CallStats = field(default_factory=CallStats)
+
+
+class ListingReader:
+    """Reads listings for the fetcher process; `send` posts a message to the run."""
+
+    def __init__(self, settings: AsanaSettings, client: AsanaClient,
+                 scheduler: RequestScheduler, send: Callable[[Any], None], *,
+                 page_size: int, today: dt.date) -> None:
+        self.settings = settings
+        self.client = client
+        self.scheduler = scheduler
+        self.send = send
+        self.page_size = page_size
+        self.today = today
+        self.scopes: dict[Scope, ScopeTasks] = {}
+        self.inclusive = False  # proved by the bounds probe: windows asked exactly
+        self.splits = True  # off if the server turns out to ignore the date bounds
+        self._lock = threading.Lock()
+        self._latencies: collections.deque[float] = collections.deque(maxlen=LATENCY_SAMPLES)
+
+    def add(self, listings: list[Listing]) -> None:
+        """Read these listings (each scope's, all at once, so that the largest go first)."""
+        windows = collections.Counter(x.scope for x in listings)
+        for scope, count in windows.items():
+            self.scopes[scope] = ScopeTasks(scope, open=count)
+            with logcontext.scope_context(scope):
+                log.info("scope %s: listing%s", scope, f" in {count} windows" if count > 1 else "")
+        self.scheduler.add(ListingTask(x.scope, x.window, x.pages) for x in listings)
+
+    def stats_of(self, scope: Scope) -> CallStats:
+        """The calls made for `scope` so far (its listings and its confirmations)."""
+        return self.scopes[scope].stats
+
+    def took(self, seconds: float) -> None:
+        """A request took this long (what the feed estimate goes by)."""
+        self._latencies.append(seconds)
+
+    def probe_bounds(self, scope: Scope, day: dt.date) -> None:
+        """Prove, with an entry's day, how Asana reads date bounds: windows that begin
+        after the answer are asked for exactly (see `extract.bounds_inclusive`)."""
+        self.inclusive = bounds_inclusive(self.client, scope, day)
+
+    def read(self, listing: ListingTask) -> None:
+        """The next page of `listing` (its first, if it has none yet)."""
+        tasks = self.scopes[listing.scope]
+        if tasks.error is not None:  # another listing of the scope failed
+            self._end(tasks, listed=False)
+            return
+        if listing.pages is None:
+            listing.pages = pagination(listing.scope, listing.window, self.page_size,
+                                       self.inclusive)
+        started = time.monotonic()
+        try:
+            page = self.client.next_page(listing.pages, tasks.stats)
+        except OffsetExpiredError as exc:
+            self._restart(listing, tasks, exc)
+            return
+        except BaseException as exc:  # reported to the run, which decides
+            self._fail(listing, tasks, portable(exc))
+            return
+        self.took(time.monotonic() - started)
+        days = _entry_days(page.data)
+        if page.number == 1:
+            listing.in_order = plan.in_order_made(
+                [raw["gid"] for raw in page.data if isinstance(raw, dict)
+                 and isinstance(raw.get("gid"), str)])
+            if not listing.pages.done and self._split(listing, days):
+                return
+        listing.advanced(days, self.today)
+        self.send(self._flatten(listing, page.data, page.number))
+        log.debug("scope %s: page %d, %d entries", listing.scope, page.number, len(page.data))
+        if listing.pages.done:
+            self._end(tasks, listed=True)
+        else:
+            self.scheduler.put_back(listing)
+
+    def _restart(self, listing: ListingTask, tasks: ScopeTasks, exc: OffsetExpiredError) -> None:
+        """Asana no longer takes the listing's offset: read it again from its first page,
+        or after `MAX_LISTING_RESTARTS` fail its scope."""
+        if listing.restarts == MAX_LISTING_RESTARTS:
+            self._fail(listing, tasks, expired(exc, MAX_LISTING_RESTARTS))
+            return
+        log.warning("scope %s: offset expired, restarting the listing of %s: %s",
+                    listing.scope, days_of(listing.window), exc.message)
+        listing.restarts += 1
+        with self._lock:
+            tasks.restarts += 1
+        listing.pages = None
+        self.scheduler.put_back(listing)
+
+    def _split(self, listing: ListingTask, days: list[dt.date]) -> bool:
+        """Split a listing whose first page (its entries' `days`) says more follow, while
+        fewer listings are open than the budget can feed; True if it was (its page is
+        dropped then)."""
+        if not self.splits or not days:
+            return False
+        idle = plan.feedable(self.settings.requests_per_minute / 60.0,
+                             statistics.median(self._latencies),
+                             self.settings.concurrency) - self.scheduler.open
+        windows, estimate = split_windows(listing, days, idle, self.today)
+        if not windows:
+            return False
+        share = None if listing.estimate is None else listing.estimate / len(windows)
+        tasks = self.scopes[listing.scope]
+        with self._lock:
+            tasks.open += len(windows) - 1
+        self.scheduler.add((ListingTask(listing.scope, w, share, in_order=listing.in_order)
+                            for w in windows), replacing=1)
+        log.info("scope %s: %s split into %d windows (%s)", listing.scope, days_of(listing.window),
+                 len(windows), "about %.0f pages" % estimate if estimate else "size unknown",
+                 extra={"event": "listing_split", "fields": {
+                     "windows": [days_of(w) for w in windows], "estimated_pages": estimate}})
+        return True
+
+    def _end(self, tasks: ScopeTasks, *, listed: bool) -> None:
+        """One of the scope's listings ended; the last one reports the scope listed."""
+        self.scheduler.ended()
+        with self._lock:
+            tasks.open -= 1
+            tasks.listed += listed
+            last = tasks.open == 0
+        if last:
+            self.send(ScopeListed(tasks.scope, tasks.error, dataclasses.replace(tasks.stats),
+                                  listings=tasks.listed, restarts=tasks.restarts))
+
+    def _fail(self, listing: ListingTask, tasks: ScopeTasks, error: BaseException) -> None:
+        """A listing failed: so does its scope; its other listings end unread."""
+        with self._lock:
+            first = tasks.error is None
+            tasks.error = tasks.error or error
+        for _ in self.scheduler.cancel(listing.scope):
+            self._end(tasks, listed=False)
+        self._end(tasks, listed=False)
+        if first:
+            log.debug("scope %s: the listing of %s failed", listing.scope, days_of(listing.window))
+
+    def _flatten(self, listing: ListingTask, data: list[Any], number: int) -> PageRows:
+        """A page as rows, keeping the entries of the listing's own window; an entry
+        outside even the days asked for means the server ignores the dates."""
+        page, outside = flatten(listing.scope, listing.window, listing.restarts, data, number)
+        if outside is not None and self.splits:
+            self.splits = False
+            log.warning("scope %s: Asana returned an entry of %s to a listing of %s: it seems "
+                        "to ignore the date bounds, so no listing is split any further",
+                        listing.scope, outside, days_of(listing.window))
+        return page
+
+
+def split_windows(listing: ListingTask, days: list[dt.date], idle: int,
+                  today: dt.date) -> tuple[list[DateWindow], float | None]:
+    """The windows to split `listing` into, from the days of its first page's entries,
+    when `idle` more listings could be fed (none: not worth it), and its size as that
+    page tells (pages; None: it does not tell). The listing keeps the first size it had."""
+    estimate = plan.estimate_pages(listing.window, days, listing.in_order, today)
+    listing.estimate = estimate if listing.estimate is None else listing.estimate
+    if idle <= 0:
+        return [], estimate
+    if estimate is None:
+        parts = 2  # halves, again and again while the budget is not fed
+    else:  # sized: pieces of about the run's share, enough to feed the budget
+        parts = min(2 * (idle + 1), int(estimate // plan.MIN_PIECE_PAGES))
+    windows = plan.split(listing.window, days, listing.in_order, parts, today) if parts >= 2 else []
+    return (windows if len(windows) >= 2 else []), estimate
+
+
+def flatten(scope: Scope, window: DateWindow, restarts: int, data: list[Any],
+            number: int) -> tuple[PageRows, dt.date | None]:
+    """Page `number` of a listing of `window` as rows (the entries of its own days; the
+    others belong to another listing, or are outside the run's window), with the records
+    that fail validation set aside; and the day of an entry outside even the days the
+    listing asked for (see `plan.widened`), if one came."""
+    rows: list[RowValues] = []
+    rejections: list[Rejection] = []
+    rejected: list[str] = []
+    outside = None
+    asked = plan.widened(window)
+    for raw in data:
+        try:
+            row = to_row(raw)
+        except RecordRejected as exc:
+            gid = entry_gid(raw)
+            rejections.append(Rejection(gid, str(exc), rejected_payload(raw)))
+            log.warning("scope %s: rejected entry %s: %s", scope, gid or "(no gid)", exc)
+            if gid:  # seen all the same: it must not look deleted
+                rejected.append(gid)
+            continue
+        day = row["entered_on"]
+        if day in window:
+            rows.append(row_values(row))
+        elif outside is None and day not in asked:
+            outside = day
+    return PageRows(scope, number, restarts, rows, rejections, rejected), outside
+
+
+def _entry_days(data: list[Any]) -> list[dt.date]:
+    """The `entered_on` days of a page's entries, in page order (invalid ones left out)."""
+    days = []
+    for raw in data:
+        value = raw.get("entered_on") if isinstance(raw, dict) else None
+        if isinstance(value, str) and len(value) == 10:
+            with contextlib.suppress(ValueError):
+                days.append(dt.date.fromisoformat(value))
+    return days
+
+
+def days_of(window: DateWindow) -> str:
+    """'2026-01-01..2026-03-31', '..2026-03-31', '2026-01-01..' or 'all days'."""
+    if window.since is None and window.until is None:
+        return "all days"
+    return f"{window.since or ''}..{window.until or ''}"
+
+
+def portable(exc: BaseException) -> BaseException:
+    """`exc` if it survives the pipe, else a RuntimeError that says what it was."""
+    if isinstance(exc, AsanaError):
+        with contextlib.suppress(Exception):
+            pickle.loads(pickle.dumps(exc))
+            return exc
+    log.error("fetcher: %s", exc, exc_info=exc)
+    return RuntimeError(f"{exc.__class__.__name__}: {exc}")

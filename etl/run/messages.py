@@ -1,0 +1,111 @@
+"""What crosses the pipe between a run and its fetcher process.
+
+Orders go one way (`ListOrder`, `ConfirmOrder`, `PreflightOrder`; None stops the
+process), messages the other (`PageRows`, `ScopeListed`, `Confirmed`, `ConfirmDone`,
+`Preflighted`, `LogMessage`). Every message but a log record carries the client's
+counters as of when it was sent, so the run always knows what its requests cost.
+Everything here pickles: the fetcher may run in a process started by `spawn`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from etl.asana.client import CallStats
+from etl.asana.extract import Preflight
+from etl.config import Scope
+from etl.run.plan import Listing
+from etl.transform import Rejection, RowValues
+
+# --- orders (run → fetcher) --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PreflightOrder:
+    """One `limit=1` request of `scope` (see `Fetcher.preflight`)."""
+
+    scope: Scope
+
+
+@dataclass(frozen=True)
+class ListOrder:
+    """Read these listings: the windows of each scope partition what the run reads of it."""
+
+    listings: list[Listing]
+
+
+@dataclass(frozen=True)
+class ConfirmOrder:
+    """Ask Asana about each of these deletion candidates of `scope`."""
+
+    scope: Scope
+    gids: list[str]
+
+
+# --- messages (fetcher → run) ------------------------------------------------------------
+
+
+@dataclass
+class PageRows:
+    """One page of a listing, flattened: the rows the listing owns, the records that
+    failed validation, and the gids of those (seen all the same)."""
+
+    scope: Scope
+    number: int
+    restart: int
+    rows: list[RowValues]
+    rejections: list[Rejection]
+    rejected_gids: list[str]
+    stats: CallStats = field(default_factory=CallStats)
+
+
+@dataclass
+class Done:
+    """A task of a scope ended: in full, or with `error`. `scope_stats` are the calls of
+    that scope so far."""
+
+    scope: Scope
+    error: BaseException | None = None
+    scope_stats: CallStats = field(default_factory=CallStats)
+    stats: CallStats = field(default_factory=CallStats)
+
+
+@dataclass
+class ScopeListed(Done):
+    """Every listing of a scope ended (or the first to fail stopped them): `listings`
+    windows read to the end, `restarts` after expired offsets, over all of them."""
+
+    listings: int = 0
+    restarts: int = 0
+
+
+@dataclass
+class Confirmed:
+    """What Asana says of one deletion candidate: the entry, or None for a 404."""
+
+    scope: Scope
+    gid: str
+    entry: dict[str, Any] | None
+    stats: CallStats = field(default_factory=CallStats)
+
+
+class ConfirmDone(Done):
+    """Every candidate of one `ConfirmOrder` was answered (or `error` stopped them)."""
+
+
+@dataclass
+class Preflighted:
+    """The preflight's answer: what it learnt, or the error that stops the run."""
+
+    error: BaseException | None = None
+    result: Preflight | None = None
+    stats: CallStats = field(default_factory=CallStats)
+
+
+@dataclass
+class LogMessage:
+    """A log record of the fetcher's, for the run's process to log with its handlers."""
+
+    record: logging.LogRecord
