@@ -1,0 +1,142 @@
+"""docs/recipes/dagster_asana_etl.py and dagster_pipes_asana_etl.py on the real Dagster:
+the assets materialize in-process (`dg.materialize`, an ephemeral instance), against the
+simulated Asana, and the table is exact afterwards."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+
+import dagster as dg
+import pytest
+
+from tests.recipes.conftest import (
+    Setup,
+    busiest_month,
+    entries_in,
+    load_recipe,
+    next_month,
+)
+
+COUNTS = ("inserted", "updated", "unchanged", "deleted", "rejected", "requests", "run_id",
+          "status", "seconds")
+
+
+def quick_retries(monkeypatch) -> None:
+    """The recipes' RetryPolicy as written, but for its delay: 10 ms, not minutes."""
+    policy = dg.RetryPolicy
+    monkeypatch.setattr(dg, "RetryPolicy", lambda **kw: policy(**{**kw, "delay": 0.01}))
+
+
+def metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
+    (materialization,) = result.asset_materializations_for_node(asset)
+    return {key: value.value for key, value in materialization.metadata.items()}
+
+
+def events(result: dg.ExecuteInProcessResult, kind: dg.DagsterEventType) -> list:
+    return [e for e in result.all_events if e.event_type == kind]
+
+
+@pytest.fixture
+def recipe(setup: Setup, monkeypatch):
+    quick_retries(monkeypatch)
+    return load_recipe("dagster_asana_etl.py")
+
+
+def test_the_definitions_load_and_name_the_assets_schedule_and_partitions(recipe):
+    defs = recipe.defs
+    assert {key.to_user_string() for key in defs.resolve_all_asset_keys()} == {
+        "time_tracking_entries", "time_tracking_entries_by_month"}
+    schedule = defs.resolve_schedule_def("asana_etl_nightly_schedule")
+    assert (schedule.cron_schedule, schedule.execution_timezone) == ("15 2 * * *", "UTC")
+    partitions = recipe.time_tracking_entries_by_month.partitions_def
+    assert partitions.get_first_partition_key() == "2024-01-01"
+    today = dt.datetime.now(dt.timezone.utc).date()
+    assert partitions.get_last_partition_key() == today.replace(day=1).isoformat()
+
+
+def test_the_nightly_asset_materializes_with_its_counts_as_metadata(recipe, setup: Setup):
+    data = setup.data
+    result = dg.materialize([recipe.time_tracking_entries])
+    assert result.success
+    first = metadata(result, "time_tracking_entries")
+    assert set(first) == set(COUNTS)
+    assert (first["status"], first["inserted"], first["updated"], first["deleted"],
+            first["rejected"]) == ("succeeded", len(data.entries), 0, 0, 0)
+    setup.exact()
+
+    # the next night reads the last RECENT_DAYS days only (the full read is a week away)
+    today = dt.datetime.now(dt.timezone.utc).date()
+    data.add_entry(next(iter(data.tasks)), sorted(data.users)[0], 30, today)
+    recent = entries_in(data, today - dt.timedelta(days=recipe.RECENT_DAYS - 1), dt.date.max)
+    again = metadata(dg.materialize([recipe.time_tracking_entries]), "time_tracking_entries")
+    assert (again["inserted"], again["updated"], again["unchanged"]) == (1, 0, recent - 1)
+    assert again["run_id"] == first["run_id"] + 1
+    setup.exact()
+
+
+def test_one_month_partition_reads_that_month_and_reruns_harmlessly(recipe, setup: Setup):
+    data = setup.data
+    month = busiest_month(data)
+    in_month = entries_in(data, month, next_month(month) - dt.timedelta(days=1))
+    assert 0 < in_month < len(data.entries)
+    for attempt in range(2):
+        result = dg.materialize([recipe.time_tracking_entries_by_month],
+                                partition_key=month.isoformat())
+        assert result.success
+        counts = metadata(result, "time_tracking_entries_by_month")
+        assert (counts["inserted"], counts["unchanged"]) == (
+            (in_month, 0) if attempt == 0 else (0, in_month))
+    # nothing of the other months was read
+    assert len(setup.stored()) == in_month
+
+
+def test_a_held_scope_is_retried_later_by_retry_requested(recipe, setup: Setup, monkeypatch):
+    """Another run holds a scope: the step asks to be run again in HELD_WAIT_SECONDS
+    (RetryRequested, not a failure); once the scope is free the retry loads the month."""
+    monkeypatch.setattr(recipe, "HELD_WAIT_SECONDS", 0.01)
+    held = contextlib.ExitStack()
+    held.enter_context(setup.holding(sorted(setup.data.users)[0]))
+    attempts = []
+    backfill = recipe.run_backfill
+
+    def run_backfill(*args, **kwargs):  # the real one; the scope is free from attempt 2
+        attempts.append(dt.datetime.now())
+        if len(attempts) == 2:
+            held.close()
+        return backfill(*args, **kwargs)
+
+    monkeypatch.setattr(recipe, "run_backfill", run_backfill)
+    month = busiest_month(setup.data)
+    try:
+        result = dg.materialize([recipe.time_tracking_entries_by_month],
+                                partition_key=month.isoformat())
+    finally:
+        held.close()
+    assert result.success and len(attempts) == 2
+    (retry,) = events(result, dg.DagsterEventType.STEP_UP_FOR_RETRY)
+    assert retry.event_specific_data.seconds_to_wait == 0.01
+    assert "another run holds scope user:" in retry.event_specific_data.error.cause.message
+    counts = metadata(result, "time_tracking_entries_by_month")
+    assert counts["inserted"] == entries_in(setup.data, month,
+                                            next_month(month) - dt.timedelta(days=1))
+
+
+def test_a_failed_scope_fails_the_step_with_the_counts_after_the_retry_policy(
+    recipe, setup: Setup
+):
+    config = setup.config
+    config.write_text(config.read_text(encoding="utf-8").replace(
+        "users = [", 'users = ["1999999999999999", '), encoding="utf-8")  # no such user
+    result = dg.materialize([recipe.time_tracking_entries], raise_on_error=False)
+    assert not result.success
+    assert len(events(result, dg.DagsterEventType.STEP_UP_FOR_RETRY)) == 3  # max_retries
+    (failure,) = events(result, dg.DagsterEventType.STEP_FAILURE)
+    data = failure.event_specific_data
+    assert "user:1999999999999999" in data.error.cause.message
+    counts = {k: v.value for k, v in data.user_failure_data.metadata.items()}
+    # the counts of the last of the four attempts (recent reads of the other scopes,
+    # which the first attempt loaded in full)
+    assert (counts["status"], counts["inserted"], counts["updated"]) == ("partial", 0, 0)
+    setup.exact()
