@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from etl import __version__, db, runs, summary
+from etl import __version__, db, pipes, runs, summary
 from etl.config import ENV_CONFIG, MAX_DAYS, DateWindow, Scope, Settings, load_settings
 from etl.demo import DEMO_DATABASE_URL, run_demo, top_projects
 from etl.check import check_database, check_scopes
@@ -68,6 +68,7 @@ def _fail(ctx: click.Context, exc: BaseException, code: int, lines: list[str]) -
         document = summary.of_error(command, exc, code)
         if obj.get("summary_file"):
             summary.write_file(obj["summary_file"], document)
+        pipes.report(document)  # to the Dagster asset that launched it, if one did
         if obj.get("log_format") == "json":
             click.echo(summary.dumps(document))
         elif getattr(exc, "result", None) is not None:  # it had started: what it did
@@ -233,6 +234,7 @@ def _finish(ctx: click.Context, result: RunResult, metrics_file: str | None = No
     document = result.document()
     if ctx.obj.get("summary_file"):
         summary.write_file(ctx.obj["summary_file"], document)
+    pipes.report(document)  # to the Dagster asset that launched it, if one did
     # the last line of every run, on stdout and in the log (in either format)
     log.info(result.summary(), extra={"event": "summary", "run_id": result.run_id,
                                          "fields": document})

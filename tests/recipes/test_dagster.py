@@ -2,11 +2,12 @@
 the assets materialize in-process (`dg.materialize`, an ephemeral instance), against the
 simulated Asana, and the table is exact afterwards."""
 
-from __future__ import annotations
-
+# no `from __future__ import annotations`: Dagster refuses string annotations of `context`
 import contextlib
 import datetime as dt
+import json
 import os
+import subprocess
 
 import dagster as dg
 import pytest
@@ -15,9 +16,16 @@ from tests.recipes.conftest import (
     Setup,
     busiest_month,
     entries_in,
+    environment,
     load_recipe,
     next_month,
 )
+
+# Dagster's own PipesSubprocessClient calls its deprecated context.run_id and a preview API
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:AssetExecutionContext.run_id is deprecated"),
+    pytest.mark.filterwarnings("ignore:Function `PipesMessageReader.expected_writer_count`"),
+]
 
 COUNTS = ("inserted", "updated", "unchanged", "deleted", "rejected", "requests", "run_id",
           "status", "seconds")
@@ -140,3 +148,93 @@ def test_a_failed_scope_fails_the_step_with_the_counts_after_the_retry_policy(
     # which the first attempt loaded in full)
     assert (counts["status"], counts["inserted"], counts["updated"]) == ("partial", 0, 0)
     setup.exact()
+
+
+# --- Dagster Pipes: dagster_pipes_asana_etl.py, and etl/pipes.py on the tool's side ------
+
+@pytest.fixture
+def pipes_recipe(setup: Setup, monkeypatch):
+    quick_retries(monkeypatch)
+    return load_recipe("dagster_pipes_asana_etl.py")
+
+
+def test_through_pipes_the_tool_reports_its_counts_as_the_materialization(
+    pipes_recipe, setup: Setup
+):
+    recipe = pipes_recipe
+    result = dg.materialize([recipe.time_tracking_entries], resources=recipe.defs.resources)
+    assert result.success
+    counts = metadata(result, "time_tracking_entries")
+    entries = len(setup.data.entries)
+    assert counts == {**counts, "status": "succeeded", "entries_seen": entries,
+                      "inserted": entries, "updated": 0, "deleted": 0, "rejected": 0}
+    assert set(counts) == {"run_id", "status", "entries_seen", "inserted", "updated",
+                           "unchanged", "deleted", "rejected", "requests", "seconds"}
+    setup.exact()
+
+    month = busiest_month(setup.data)
+    in_month = entries_in(setup.data, month, next_month(month) - dt.timedelta(days=1))
+    result = dg.materialize([recipe.time_tracking_entries_by_month],
+                            partition_key=month.isoformat(), resources=recipe.defs.resources)
+    assert result.success
+    counts = metadata(result, "time_tracking_entries_by_month")
+    assert (counts["entries_seen"], counts["unchanged"], counts["inserted"]) == (
+        in_month, in_month, 0)
+
+
+def test_through_pipes_the_summary_document_is_a_custom_message(setup: Setup, tmp_path):
+    """Any asset may read the whole summary: it equals the --summary-file document."""
+    summary = tmp_path / "summary.json"
+    messages = []
+
+    @dg.asset
+    def entries(context: dg.AssetExecutionContext, pipes: dg.PipesSubprocessClient):
+        done = pipes.run(context=context, command=[
+            os.environ["ASANA_ETL_BIN"], "--config", str(setup.config), "sync",
+            "--summary-file", str(summary)])
+        messages.extend(done.get_custom_messages())
+        return done.get_materialize_result()
+
+    result = dg.materialize([entries], resources={"pipes": dg.PipesSubprocessClient()})
+    assert result.success
+    (document,) = messages
+    assert document == json.loads(summary.read_text(encoding="utf-8"))
+    assert document["status"] == "succeeded" and document["exit_code"] == 0
+
+
+def test_through_pipes_a_held_scope_fails_the_attempt_and_the_retry_loads(
+    pipes_recipe, setup: Setup
+):
+    """Exit 4 fails the step (Pipes reports no materialization for it); the retry
+    policy runs it again, and once the scope is free that attempt loads everything."""
+    held = contextlib.ExitStack()
+    held.enter_context(setup.holding(sorted(setup.data.users)[0]))
+    attempts = []
+
+    class Client(dg.PipesSubprocessClient):
+        def run(self, **kwargs):  # the real one; the scope is free from attempt 2
+            attempts.append(kwargs["command"])
+            if len(attempts) == 2:
+                held.close()
+            return super().run(**kwargs)
+
+    try:
+        result = dg.materialize([pipes_recipe.time_tracking_entries],
+                                resources={"pipes_subprocess_client": Client()})
+    finally:
+        held.close()
+    assert result.success and len(attempts) == 2
+    (retry,) = events(result, dg.DagsterEventType.STEP_UP_FOR_RETRY)
+    assert "failed with code 4" in retry.event_specific_data.error.cause.message
+    (materialization,) = result.asset_materializations_for_node("time_tracking_entries")
+    assert materialization.metadata["inserted"].value == len(setup.data.entries)
+    setup.exact()
+
+
+def test_outside_pipes_the_tool_reports_nothing_and_says_nothing_of_it(setup: Setup):
+    done = subprocess.run([os.environ["ASANA_ETL_BIN"], "--config", str(setup.config),
+                           "--log-format", "json", "sync"],
+                          env=environment(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "pipes" not in (done.stdout + done.stderr).lower()
+    assert json.loads(done.stdout.splitlines()[-1])["status"] == "succeeded"
