@@ -1,5 +1,6 @@
-"""Airflow (2.7+ and 3): the nightly sync fanned out into one task per group of scopes,
-and a backfill partitioned by month. Copy this file into your dags folder.
+"""Airflow 3 (tested on 3.3; the imports fall back to Airflow 2.7+'s): the nightly sync
+fanned out into one task per group of scopes, and a backfill partitioned by month. Copy
+this file into your dags folder.
 
 A group is a config file of its own in $ASANA_ETL_GROUPS (default /etc/asana-etl/groups),
 one task per `*.toml` there: the same `[database]` and `[asana] token_file` as the others,
@@ -21,13 +22,14 @@ import shlex
 from pathlib import Path
 
 import pendulum
-from airflow import DAG
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-try:  # Airflow 3
+try:  # Airflow 3: the authoring interface is airflow.sdk, the operators are providers'
     from airflow.providers.standard.operators.bash import BashOperator
     from airflow.providers.standard.operators.python import PythonOperator
-except ImportError:  # Airflow 2
+    from airflow.sdk import DAG
+except ImportError:  # Airflow 2.7+
+    from airflow import DAG
     from airflow.operators.bash import BashOperator
     from airflow.operators.python import PythonOperator
 

@@ -125,6 +125,7 @@ def load_recipe(name: str) -> ModuleType:
     with warnings.catch_warnings():
         warnings.simplefilter("error", DeprecationWarning)
         warnings.simplefilter("error", PendingDeprecationWarning)
+        warnings.simplefilter("error", FutureWarning)  # Airflow's DeprecatedImportWarning
         spec.loader.exec_module(module)
     return module
 
