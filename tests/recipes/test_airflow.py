@@ -42,6 +42,9 @@ from tests.recipes.conftest import (  # noqa: E402
     next_month,
 )
 
+# Airflow's own import of fastapi's test client, in dag.test()
+pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 RECIPE_FILES = ["airflow_asana_etl.py", "airflow_kubernetes.py"]
 
@@ -114,6 +117,27 @@ def test_a_group_whose_scope_is_held_exits_4_and_is_skipped(setup: Setup):
     assert "sync_team-a" not in xcoms
     team_b = json.loads(xcoms["sync_team-b"])
     assert xcoms["report"]["inserted"] == team_b["inserted"] == len(setup.stored()) > 0
+
+
+def test_a_group_whose_run_failed_fails_the_dag_run(setup: Setup):
+    """A failed scope: its group exits 1 and fails, and so does the DAG run (`report`
+    is upstream_failed); the other group and the failed group's other scopes are loaded.
+    Run in-process by `dag.test()` with the groups' retries set to 0 (as written, the
+    test would wait out their ten-minute retry_delay twice)."""
+    config = setup.folder / "team-a.toml"
+    config.write_text(config.read_text(encoding="utf-8").replace(
+        "users = [", 'users = ["1999999999999999", '), encoding="utf-8")  # no such user
+    dag = DagBag(dag_folder=str(DAGS)).dags["asana_etl_nightly"]
+    for task in dag.tasks:
+        task.retries = 0
+    run = dag.test()
+    assert run.state == "failed"
+    with sqlite3.connect(HOME / "airflow.db") as db:
+        states = dict(db.execute("SELECT task_id, state FROM task_instance "
+                                 "WHERE dag_id = ? AND run_id = ?", (dag.dag_id, run.run_id)))
+    assert states == {"sync_team-a": "failed", "sync_team-b": "success",
+                      "report": "upstream_failed"}
+    setup.exact()
 
 
 def test_one_partition_of_the_monthly_backfill_reads_its_month(setup: Setup):
