@@ -9,11 +9,16 @@ later and in another venv:
 - static checks: every recipe is valid Python and shown in the guide, the guide names the
   orchestrator versions the recipes leg pins, and no orchestrator is a dependency or an
   extra of asana-etl itself;
-- the Airflow recipe's failure paths, with stand-ins for the few Airflow names it imports
-  (a BashOperator runs its command in bash as Airflow does and pushes its last output
-  line): a group that cannot run still ends its output with a summary and its exit code,
-  and `report` fails naming the scopes that failed. `airflow dags test` cannot show these
-  in reasonable time: a failed task waits out its `retry_delay` (ten minutes) there.
+- the Airflow recipe's own bash (`summarised`) when a run fails, with stand-ins for the
+  few Airflow names the recipe imports (a BashOperator runs its command in bash as
+  Airflow does, both streams in one, the last line kept): a group whose scope failed
+  (exit 1) or that cannot run (exit 2) ends its output with its summary and exits as
+  asana-etl did. The recipes leg shows such a group failing the DAG run on the real
+  Airflow, but with its retries set to 0 (as written they wait ten minutes each), and
+  reads XComs, which a failed task has none of, not its log's last line.
+
+Everything else the stand-ins used to check (the fan-out and its report, the monthly
+backfill, the Dagster assets, the Prefect flow) runs for real in the recipes leg only.
 """
 
 from __future__ import annotations

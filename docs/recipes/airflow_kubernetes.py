@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import pendulum
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from kubernetes.client import models as k8s
 
-try:  # Airflow 3
+try:  # Airflow 3: the authoring interface is airflow.sdk
     from airflow.sdk import DAG
 except ImportError:  # Airflow 2.7+
     from airflow import DAG
-from kubernetes.client import models as k8s
 
 IMAGE = "registry.example.com/asana-etl:0.1.0"
 GROUPS = ["team-a", "team-b", "team-c", "team-d"]  # the ConfigMap's keys, less ".toml"

@@ -3,13 +3,15 @@ which reports its run summary back to Dagster as the materialization's metadata.
 
     pip install dagster dagster-webserver                      # Dagster's venv
     /srv/asana-etl/.venv/bin/pip install dagster-pipes         # asana-etl's venv
-    ASANA_ETL_BIN=/srv/asana-etl/.venv/bin/asana-etl \\
-    ASANA_ETL_CONFIG=/etc/asana-etl/config.toml dagster dev -f dagster_pipes_asana_etl.py
+    export ASANA_ETL_BIN=/srv/asana-etl/.venv/bin/asana-etl
+    export ASANA_ETL_CONFIG=/etc/asana-etl/config.toml
+    dagster dev -f dagster_pipes_asana_etl.py
 
 Unlike dagster_asana_etl.py (the Python API, in Dagster's own process), asana-etl here
-runs as a process of its own, from its own venv (no shared dependencies with Dagster), or
-in a container with a Pipes client for Docker or Kubernetes instead of the subprocess
-one. Launched through Pipes, `asana-etl sync`/`backfill` hands Dagster its summary when
+runs as a process of its own, from its own venv (no shared dependencies with Dagster).
+(The same works in a container, with dagster-pipes installed in the image and Dagster's
+Pipes client for Docker or Kubernetes instead of the subprocess one; that is not tested
+here.) Launched through Pipes, `asana-etl sync`/`backfill` hands Dagster its summary when
 it ends: on success, a materialization whose metadata is the run's counts (`run_id`,
 `status`, `entries_seen`, `inserted`, `updated`, `unchanged`, `deleted`, `rejected`,
 `requests`, `seconds`); always, the whole summary document as a custom message. Its JSON
