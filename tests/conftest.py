@@ -20,6 +20,9 @@ from etl.errors import EtlError
 from etl.simulator import AsanaSimulator, Dataset
 from tests.helpers import TOKEN, all_scopes
 
+#: tests/recipes run on the real orchestrators, in venvs of their own: `./run-tests --recipes`
+collect_ignore = ["recipes"]
+
 
 @pytest.fixture
 def dataset() -> Dataset:

@@ -1,5 +1,6 @@
-"""Airflow with the KubernetesPodOperator (apache-airflow-providers-cncf-kubernetes):
-one pod per group of scopes, each pod's run summary handed back as its XCom.
+"""Airflow with the KubernetesPodOperator (apache-airflow-providers-cncf-kubernetes; tested
+on Airflow 3.3 with the provider 10.25): one pod per group of scopes, each pod's run
+summary handed back as its XCom.
 
 The image is built from docs/recipes/Dockerfile (its entrypoint is `asana-etl`). The
 group configs are the keys of the ConfigMap `asana-etl-groups` (`team-a.toml`, ...; see
@@ -16,9 +17,13 @@ it ends: `--summary-file` writes the summary there, atomically, however the run 
 from __future__ import annotations
 
 import pendulum
-from airflow import DAG
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from kubernetes.client import models as k8s
+
+try:  # Airflow 3: the authoring interface is airflow.sdk
+    from airflow.sdk import DAG
+except ImportError:  # Airflow 2.7+
+    from airflow import DAG
 
 IMAGE = "registry.example.com/asana-etl:0.1.0"
 GROUPS = ["team-a", "team-b", "team-c", "team-d"]  # the ConfigMap's keys, less ".toml"

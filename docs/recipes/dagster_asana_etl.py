@@ -1,4 +1,6 @@
-"""Dagster (1.8+): the time tracking tables as assets, through asana-etl's Python API.
+"""Dagster (tested on 1.13): the time tracking tables as assets, through asana-etl's
+Python API. (To run the `asana-etl` command instead and hand its summary to Dagster,
+see dagster_pipes_asana_etl.py.)
 
     pip install dagster dagster-webserver /srv/asana-etl
     ASANA_ETL_CONFIG=/etc/asana-etl/config.toml dagster dev -f dagster_asana_etl.py
@@ -10,8 +12,8 @@ which a scope failed is a failed step, with the counts in its metadata, that the
 policy runs again.
 """
 
-from __future__ import annotations
-
+# no `from __future__ import annotations`: Dagster reads the annotation of `context`
+# itself, and refuses it as a string
 import datetime as dt
 import os
 
@@ -21,8 +23,9 @@ from etl import DateWindow, LockError, RunResult, load_settings, run_backfill, r
 
 CONFIG = os.environ.get("ASANA_ETL_CONFIG", "/etc/asana-etl/config.toml")
 RECENT_DAYS = 30  # nightly: the last 30 days, and every scope in full once a week
+HELD_WAIT_SECONDS = 300  # a scope held by another run: try again after this long
 
-# a run that finds a scope held by another (a backfill partition, say) waits and retries
+# a run in which a scope failed (a Failure) is run again, 2, 6 and 14 minutes later
 retry = dg.RetryPolicy(max_retries=3, delay=120, backoff=dg.Backoff.EXPONENTIAL)
 
 
@@ -50,7 +53,7 @@ def sync_once(run):
     try:
         return materialized(run())
     except LockError as exc:
-        raise dg.RetryRequested(max_retries=10, seconds_to_wait=300) from exc
+        raise dg.RetryRequested(max_retries=10, seconds_to_wait=HELD_WAIT_SECONDS) from exc
 
 
 @dg.asset(group_name="asana", retry_policy=retry, kinds={"sql"})

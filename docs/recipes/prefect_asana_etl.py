@@ -1,13 +1,14 @@
-"""Prefect (2.14+ and 3): the nightly sync as a flow with one task per group of scopes.
+"""Prefect (tested on 3.9): the nightly sync as a flow with one task per group of scopes.
 
     pip install prefect
     python prefect_asana_etl.py            # one run now
-    prefect deploy prefect_asana_etl.py:nightly --name nightly --cron "15 2 * * *"
+    prefect work-pool create asana-etl --type process
+    prefect deploy prefect_asana_etl.py:nightly --name nightly --pool asana-etl --cron "15 2 * * *"
 
 Each group is a config file in $ASANA_ETL_GROUPS, as for the Airflow recipe (its own
 share of `[scopes]` and of `requests_per_minute`). A task runs `asana-etl sync` in a
-process of its own (a run forks a fetcher process, which a thread of a busy worker should
-not) and returns the run summary that `--summary-file` wrote.
+process of its own (on Linux a run forks a fetcher process, which a thread of a busy
+worker should not) and returns the run summary that `--summary-file` wrote.
 """
 
 from __future__ import annotations

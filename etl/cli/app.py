@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from etl import __version__
-from etl.cli import summary
+from etl.cli import pipes, summary
 from etl.cli.logs import setup_logging
 from etl.config import ENV_CONFIG, Settings, load_settings
 from etl.errors import DatabaseError, EtlError, Interrupted
@@ -50,6 +50,7 @@ def _fail(ctx: click.Context, exc: BaseException, code: int, lines: list[str]) -
         document = summary.of_error(command, exc, code)
         if obj.get("summary_file"):
             summary.write_file(obj["summary_file"], document)
+        pipes.report(document)  # to the Dagster asset that launched it, if one did
         if obj.get("log_format") == "json":
             click.echo(summary.dumps(document))
         elif getattr(exc, "result", None) is not None:  # it had started: what it did

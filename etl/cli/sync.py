@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from etl.cli import summary
+from etl.cli import pipes, summary
 from etl.cli.app import cli, json_output, log, settings_of
 from etl.cli.metrics import write_metrics
 from etl.cli.params import Day, gids
@@ -34,6 +34,7 @@ def finish_run(ctx: click.Context, result: RunResult, metrics_file: str | None =
     document = result.document()
     if ctx.obj.get("summary_file"):
         summary.write_file(ctx.obj["summary_file"], document)
+    pipes.report(document)  # to the Dagster asset that launched it, if one did
     # the last line of every run, on stdout and in the log (in either format)
     log.info(result.summary(), extra={"event": "summary", "run_id": result.run_id,
                                          "fields": document})
