@@ -2,8 +2,8 @@
 
 Every problem in the file is collected and reported at once, each naming the file and
 the key. The token never lives in the file: it comes from `ASANA_ACCESS_TOKEN` or from
-the file named by `[asana] token_file`, and is wrapped in `Secret` so that no repr,
-log line or exception message can show it.
+the file named by `[asana] token_file` (`etl.secret`), and is wrapped in `Secret` so
+that no repr, log line or exception message can show it.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from etl.errors import ConfigError
+from etl.secret import ENV_TOKEN, Secret, read_token
 
 DEFAULT_CONFIG_PATH = Path("config.toml")
 DEFAULT_BASE_URL = "https://app.asana.com/api/1.0"
 DEFAULT_DATABASE_URL = "sqlite:///asana_time_tracking.db"
 
 ENV_CONFIG = "ASANA_ETL_CONFIG"
-ENV_TOKEN = "ASANA_ACCESS_TOKEN"
 ENV_DATABASE_URL = "ASANA_ETL_DATABASE_URL"
 
 #: The longest span in days a `[sync]` key or `--recent` takes: a century.
@@ -40,29 +40,6 @@ SCOPE_KEYS: dict[str, ScopeKind] = {
     "portfolios": "portfolio",
     "tasks": "task",
 }
-
-
-class Secret:
-    """A string that shows as `***` everywhere except where `reveal()` is called."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str):
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
 
 
 @dataclass(frozen=True, order=True)
@@ -239,7 +216,7 @@ def _settings_from(data: dict[str, Any], source: str, env: Mapping[str, str]) ->
         if key in asana and not asana[key] > 0:
             problem(f"[asana] {key}", f"must be greater than 0 (got {asana[key]!r})")
 
-    token = _token(asana.get("token_file"), source, env, problem)
+    token = read_token(asana.get("token_file"), env, problem)
     if problems:
         raise ConfigError("\n".join(problems))
 
@@ -256,6 +233,7 @@ def _settings_from(data: dict[str, Any], source: str, env: Mapping[str, str]) ->
     )
     database_url = env.get(ENV_DATABASE_URL) or database.get("url") or DEFAULT_DATABASE_URL
     return Settings(asana=asana_settings, database_url=database_url, sync=SyncSettings(**sync),
+
                     scopes=scopes, source=source)
 
 
@@ -308,49 +286,6 @@ def _scopes(section: dict[str, Any], problem) -> tuple[Scope, ...]:
                 if scope not in scopes:
                     scopes.append(scope)
     return tuple(scopes)
-
-
-def _token(token_file: str | None, source: str, env: Mapping[str, str], problem) -> Secret | None:
-    """The token, from the environment or else the token file, with the whitespace at its
-    ends stripped (a file's trailing newline is normal); None, after a problem, when it
-    cannot be sent. No problem quotes it."""
-    if env.get(ENV_TOKEN):
-        return _checked(env[ENV_TOKEN].strip(), ENV_TOKEN, "the environment variable", problem)
-    if token_file is None:
-        return None
-    path = Path(token_file).expanduser()
-    try:
-        value = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        problem("[asana] token_file", f"cannot read {path}: {exc.__class__.__name__}")
-        return None
-    return _checked(value, "[asana] token_file", str(path), problem)
-
-
-def _checked(value: str, key: str, origin: str, problem) -> Secret | None:
-    """`value` as the token, or None after a problem saying what is wrong with it."""
-    wrong = _token_problem(value)
-    if wrong:
-        problem(key, f"the token in {origin} {wrong}")
-        return None
-    return Secret(value)
-
-
-def _token_problem(token: str) -> str | None:
-    """What makes a token (ends stripped) unusable, or None: it goes in an HTTP header, so
-    one word of printable ASCII. A line break in it was sent as a header that requests
-    refuses, and retried as if Asana had failed."""
-    if not token:
-        return "is empty"
-    if any(char in "\r\n" for char in token):
-        return "holds a line break inside it (more than one line?)"
-    if any(char.isspace() for char in token):
-        return "holds whitespace inside it"
-    if not token.isascii():
-        return "holds a character that is not ASCII"
-    if not token.isprintable():
-        return "holds a control character"
-    return None
 
 
 def _check_range(values: dict[str, Any], key: str, low: int, high: int, problem,
