@@ -17,10 +17,21 @@ new, answers sent a byte at a time).
 
 from __future__ import annotations
 
-
-from etl.simulator.dataset import Dataset, Entry, long_name, user_weights
+from etl.simulator.dataset import Dataset
 from etl.simulator.faults import OFFSET_FAULTS, Fault
+from etl.simulator.generate import long_name, user_weights
+from etl.simulator.models import (
+    APPROVAL_STATUSES,
+    BILLABLE_STATUSES,
+    CATEGORY_COLORS,
+    Category,
+    Entry,
+    Rate,
+    Timesheet,
+    monday,
+)
 from etl.simulator.server import DEMO_TOKEN, AsanaSimulator, RequestRecord
 
-__all__ = ["DEMO_TOKEN", "OFFSET_FAULTS", "AsanaSimulator", "Dataset", "Entry", "Fault",
-           "RequestRecord", "long_name", "user_weights"]
+__all__ = ["APPROVAL_STATUSES", "BILLABLE_STATUSES", "CATEGORY_COLORS", "DEMO_TOKEN",
+           "OFFSET_FAULTS", "AsanaSimulator", "Category", "Dataset", "Entry", "Fault", "Rate",
+           "RequestRecord", "Timesheet", "long_name", "monday", "user_weights"]
