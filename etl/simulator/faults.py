@@ -59,15 +59,15 @@ class FaultQueue:
                 if fault.kind in OFFSET_FAULTS and "offset" not in params:
                     continue
                 if fault.times > 0 and fault.match(path, params):
-                    if fault.kind == "cycle_offset" and not _cycles(fault, params):
+                    if fault.kind == "cycle_offset" and not _cycles(fault, path, params):
                         continue
                     fault.times -= 1
                     return fault
         return None
 
 
-def _cycles(fault: Fault, params: dict[str, str]) -> bool:
+def _cycles(fault: Fault, path: str, params: dict[str, str]) -> bool:
     """Whether a "cycle_offset" fault answers this request: not the first with an offset
     of its listing, whose offset it remembers to point back to."""
-    first = fault.first_offsets.setdefault(query_key(params), params["offset"])
+    first = fault.first_offsets.setdefault(query_key(params, path), params["offset"])
     return params["offset"] != first

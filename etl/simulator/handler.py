@@ -121,9 +121,10 @@ class Handler(BaseHTTPRequestHandler):
             return status, body, headers
         page = orjson.loads(body)
         if fault.kind == "cycle_offset":
-            offset = fault.first_offsets[sim._query_key(params)]
+            offset = fault.first_offsets[sim._query_key(params, path)]
         else:
-            offset = sim.make_offset(params, sim.read_offset(params))
+            endpoint = path[len(API):]
+            offset = sim.make_offset(params, sim.read_offset(params, endpoint), endpoint)
             first = {k: v for k, v in params.items() if k != "offset"}
             page["data"] = [] if fault.kind == "empty_page" else orjson.loads(
                 answer(sim, path, first)[1])["data"]

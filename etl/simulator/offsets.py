@@ -10,10 +10,11 @@ import json
 import time
 
 
-def query_key(params: dict[str, str]) -> str:
-    """What an offset is bound to: the query, less its page (`offset`, `limit`)."""
+def query_key(params: dict[str, str], endpoint: str = "") -> str:
+    """What an offset is bound to: the endpoint and its query, less the page (`offset`,
+    `limit`)."""
     bound = sorted((k, v) for k, v in params.items() if k not in ("offset", "limit", "opt_pretty"))
-    return hashlib.sha256(json.dumps(bound).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps([endpoint, bound]).encode()).hexdigest()[:16]
 
 
 class Offsets:
@@ -22,14 +23,14 @@ class Offsets:
     def __init__(self) -> None:
         self._secret = hashlib.sha256(f"{id(self)}{time.time()}".encode()).digest()
 
-    def make(self, params: dict[str, str], position: int) -> str:
-        payload = json.dumps([position, query_key(params), time.time()]).encode()
+    def make(self, params: dict[str, str], position: int, endpoint: str = "") -> str:
+        payload = json.dumps([position, query_key(params, endpoint), time.time()]).encode()
         sig = hmac.new(self._secret, payload, hashlib.sha256).digest()[:12]
         return base64.urlsafe_b64encode(payload + sig).decode().rstrip("=")
 
-    def read(self, params: dict[str, str], ttl: float | None) -> int | None:
+    def read(self, params: dict[str, str], ttl: float | None, endpoint: str = "") -> int | None:
         """The position `params["offset"]` stands for, or None if it is forged, of
-        another query, or older than `ttl` seconds."""
+        another query or endpoint, or older than `ttl` seconds."""
         token = params["offset"]
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
@@ -39,7 +40,7 @@ class Offsets:
             position, key, issued = json.loads(payload)
         except (ValueError, TypeError):
             return None
-        if key != query_key(params):
+        if key != query_key(params, endpoint):
             return None
         if ttl is not None and time.time() - issued > ttl:
             return None

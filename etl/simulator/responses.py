@@ -49,6 +49,14 @@ def next_page(sim: AsanaSimulator, endpoint: str, params: dict[str, str], offset
     return {"offset": offset, "path": path, "uri": sim.base_url + path}
 
 
+def page_after(sim: AsanaSimulator, endpoint: str, params: dict[str, str], end: int,
+               total: int) -> dict[str, str] | None:
+    """The `next_page` of a page that ends at `end` of `total` results (None: the last)."""
+    if end >= total:
+        return None
+    return next_page(sim, endpoint, params, sim.make_offset(params, end, endpoint))
+
+
 def checked_gid(sim: AsanaSimulator, params: dict[str, str], name: str, known: Any,
                 required: bool = True) -> str | None:
     """The gid in parameter `name`, checked as Asana does: a 400 if missing (when
@@ -76,7 +84,8 @@ def checked_date(params: dict[str, str], name: str) -> dt.date | None:
         raise Refusal(400, f"{name}: Not a valid date: {params[name]}") from None
 
 
-def checked_paging(sim: AsanaSimulator, params: dict[str, str]) -> tuple[int | None, int]:
+def checked_paging(sim: AsanaSimulator, endpoint: str, params: dict[str, str]
+                   ) -> tuple[int | None, int]:
     """A listing's `limit` (None: none asked) and the position its `offset` stands for."""
     limit = None
     if "limit" in params:
@@ -90,7 +99,7 @@ def checked_paging(sim: AsanaSimulator, params: dict[str, str]) -> tuple[int | N
     if "offset" in params:
         if limit is None:
             raise Refusal(400, "offset: An offset requires a limit")
-        read = sim.read_offset(params)
+        read = sim.read_offset(params, endpoint)
         if read is None:
             raise Refusal(400, "offset: Your pagination token has expired or is invalid. "
                                "Please restart your query.")

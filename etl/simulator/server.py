@@ -164,15 +164,17 @@ class AsanaSimulator:
 
     # --- offsets ---------------------------------------------------------------------
 
-    def _query_key(self, params: dict[str, str]) -> str:
-        return query_key(params)
+    def _query_key(self, params: dict[str, str], endpoint: str = "") -> str:
+        return query_key(params, endpoint)
 
-    def make_offset(self, params: dict[str, str], position: int) -> str:
-        return self._offsets.make(params, position)
+    def make_offset(self, params: dict[str, str], position: int, endpoint: str = "") -> str:
+        """An offset to `position` in the results of this query of `endpoint`."""
+        return self._offsets.make(params, position, endpoint)
 
-    def read_offset(self, params: dict[str, str]) -> int | None:
-        """The position an offset stands for, or None if it is invalid or expired."""
-        return self._offsets.read(params, self.offset_ttl)
+    def read_offset(self, params: dict[str, str], endpoint: str = "") -> int | None:
+        """The position an offset stands for, or None if it is invalid (another query's,
+        another endpoint's) or expired."""
+        return self._offsets.read(params, self.offset_ttl, endpoint)
 
 
 class _Server(ThreadingHTTPServer):

@@ -17,7 +17,7 @@ from etl.simulator.responses import (
     checked_gid,
     checked_paging,
     error,
-    next_page,
+    page_after,
 )
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ def listing(sim: AsanaSimulator, params: dict[str, str]) -> Answer:
     if "workspace" in params and not any(name.startswith("entered_on") for name in params):
         return error(400, "workspace: entered_on_start_date or entered_on_end_date is "
                           "required with workspace")
-    limit, position = checked_paging(sim, params)
+    limit, position = checked_paging(sim, ENDPOINT, params)
     fields = _list_fields(sim, params)
     with data.lock:
         gids = data.matching(tuple(filters), sim.exclusive_bounds)
@@ -60,10 +60,7 @@ def listing(sim: AsanaSimulator, params: dict[str, str]) -> Answer:
             page, following = gids, None
         else:
             page = gids[position:position + limit]
-            end = position + limit
-            following = None
-            if end < len(gids):
-                following = next_page(sim, ENDPOINT, params, sim.make_offset(params, end))
+            following = page_after(sim, ENDPOINT, params, position + limit, len(gids))
         entries = data.entries_json(page, fields)
     body = b'{"data":' + entries
     if limit is not None:

@@ -14,7 +14,7 @@ from etl.simulator.responses import (
     Answer,
     checked_paging,
     error,
-    next_page,
+    page_after,
 )
 
 if TYPE_CHECKING:
@@ -27,14 +27,12 @@ def page_of(sim: AsanaSimulator, endpoint: str, params: dict[str, str], items: S
             show: Callable[[T], Any]) -> Answer:
     """The page of `items` that `params` ask for, each shown by `show`: all of them
     without a `limit` (no `next_page` then), else a page and where the next starts."""
-    limit, position = checked_paging(sim, params)
+    limit, position = checked_paging(sim, endpoint, params)
     if limit is None:
         if len(items) > UNPAGED_MAX:
             return error(400, TOO_LARGE)
         return 200, orjson.dumps({"data": [show(item) for item in items]}), {}
     end = position + limit
-    following = None
-    if end < len(items):
-        following = next_page(sim, endpoint, params, sim.make_offset(params, end))
-    body = {"data": [show(item) for item in items[position:end]], "next_page": following}
+    body = {"data": [show(item) for item in items[position:end]],
+            "next_page": page_after(sim, endpoint, params, end, len(items))}
     return 200, orjson.dumps(body), {}
