@@ -69,13 +69,10 @@ def _lag(rng: random.Random) -> int:
     return -rng.randint(1, 14)
 
 
-def made_at(day: dt.date, moment: float,
-            _starts: dict[dt.date, dt.datetime] = {}) -> dt.datetime:  # noqa: B006 (a cache)
+def made_at(day: dt.date, moment: float) -> dt.datetime:
     """When, on `day`, an entry was made: `moment` (0–1) of the way through 07:00–18:00
     UTC, to the millisecond."""
-    start = _starts.get(day)
-    if start is None:
-        start = _starts[day] = dt.datetime.combine(day, dt.time(7), tzinfo=dt.UTC)
+    start = dt.datetime.combine(day, dt.time(7), tzinfo=dt.UTC)
     return start + dt.timedelta(milliseconds=int(moment * 39_600_000))
 
 
@@ -112,7 +109,10 @@ def generate_into(data: Dataset, seed: int, *, entries: int, users: int, project
         made.append((day + dt.timedelta(days=_lag(rng)), rng.random(), task,
                      rng.choices(user_gids, weights)[0], rng.randint(1, 480), day))
     made.sort()  # gids grow with the moment an entry is made
+    starts: dict[dt.date, dt.datetime] = {}  # `made_at`, a day's start made once
+    millisecond = dt.timedelta(milliseconds=1)
     for made_on, moment, task, user, minutes, day in made:
         gid = data.new_gid()
+        start = starts.get(made_on) or starts.setdefault(made_on, made_at(made_on, 0.0))
         data.entries[gid] = Entry(gid, task, user, data.tasks[task][1], minutes, day,
-                                  made_at(made_on, moment))
+                                  start + int(moment * 39_600_000) * millisecond)
