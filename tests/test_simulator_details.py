@@ -415,7 +415,7 @@ def test_an_entry_in_a_new_week_makes_a_draft_timesheet(asana_server):
 def test_category_edits(asana_server):
     data = asana_server.dataset
     workspace = {"workspace": data.workspace_gid}
-    gid, category = next((g, c) for g, c in data.categories.items() if not c.is_archived)
+    gid = next(g for g, c in data.categories.items() if not c.is_archived)
     carrier = next(e for e in data.entries.values() if gid in e.categories)
     one(asana_server, carrier.gid)  # cached
     data.edit_category(gid, name="Renamed ✏️", color="yellow")

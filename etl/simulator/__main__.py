@@ -12,7 +12,9 @@ from etl.simulator.server import AsanaSimulator
 def main(argv: list[str] | None = None) -> None:
     """A simulated Asana time tracking API on 127.0.0.1, serving a generated dataset
     until killed (Ctrl-C). It prints one line of JSON first: the base URL, the token
-    and the workspace, user, project and portfolio gids, for a config or a script."""
+    and the workspace, user, project and portfolio gids, for a config or a script, and
+    the switches it runs with. Beyond the list it serves the single GET with every field,
+    the workspace's time tracking categories, timesheet approval statuses and rates."""
     parser = argparse.ArgumentParser(prog="python -m etl.simulator", description=main.__doc__)
     parser.add_argument("--entries", type=int, default=1000,
                         help="time tracking entries to generate, by skewed users (a few log "

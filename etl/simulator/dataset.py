@@ -117,7 +117,7 @@ class Dataset(DetailEdits):
                 billable_status = "billable" if project else "notApplicable"
             entry = Entry(gid or self.new_gid(), task_gid, user_gid, project, duration_minutes,
                           entered_on, created_at or _now(), billable_status, description)
-            entry.categories = self._checked(entry, {"categories": categories})["categories"]
+            entry.categories = _checked(self, entry, {"categories": categories})["categories"]
             self.entries[entry.gid] = entry
             self._timesheet_for(user_gid, entered_on)
             self._changed()
@@ -128,27 +128,13 @@ class Dataset(DetailEdits):
         cannot see (billable status, description) drop only that entry's text."""
         with self.lock:
             entry = self.entries[gid]
-            for key, value in self._checked(entry, changes).items():
+            for key, value in _checked(self, entry, changes).items():
                 setattr(entry, key, value)
             self._timesheet_for(entry.user_gid, entry.entered_on)
             if INDEXED & changes.keys():
                 self._changed()
             else:
                 self._forget([gid])
-
-    def _checked(self, entry: Entry, changes: dict[str, Any]) -> dict[str, Any]:
-        changes = dict(changes)
-        for key in changes:
-            if not hasattr(entry, key):
-                raise KeyError(key)
-        if changes.get("billable_status", "billable") not in BILLABLE_STATUSES:
-            raise ValueError(f"billable_status: {changes['billable_status']!r}")
-        if "categories" in changes:
-            changes["categories"] = tuple(changes["categories"])
-            for category in changes["categories"]:
-                if category not in self.categories:
-                    raise KeyError(category)
-        return changes
 
     def delete_entry(self, gid: str) -> None:
         with self.lock:
@@ -186,6 +172,23 @@ class Dataset(DetailEdits):
         Date bounds are inclusive, or with `exclusive` exclusive."""
         with self.lock:
             return self.index.matching(filters, exclusive)
+
+
+def _checked(data: Dataset, entry: Entry, changes: dict[str, Any]) -> dict[str, Any]:
+    """`changes` to an entry, checked: attributes it has, a billable status Asana knows,
+    categories of the workspace (as a tuple)."""
+    changes = dict(changes)
+    for key in changes:
+        if not hasattr(entry, key):
+            raise KeyError(key)
+    if changes.get("billable_status", "billable") not in BILLABLE_STATUSES:
+        raise ValueError(f"billable_status: {changes['billable_status']!r}")
+    if "categories" in changes:
+        changes["categories"] = tuple(changes["categories"])
+        for category in changes["categories"]:
+            if category not in data.categories:
+                raise KeyError(category)
+    return changes
 
 
 def _now() -> dt.datetime:
