@@ -6,15 +6,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import time
+
+import orjson
 
 
 def query_key(params: dict[str, str], endpoint: str = "") -> str:
     """What an offset is bound to: the endpoint and its query, less the page (`offset`,
     `limit`)."""
     bound = sorted((k, v) for k, v in params.items() if k not in ("offset", "limit", "opt_pretty"))
-    return hashlib.sha256(json.dumps([endpoint, bound]).encode()).hexdigest()[:16]
+    return hashlib.sha256(orjson.dumps([endpoint, bound])).hexdigest()[:16]
 
 
 class Offsets:
@@ -24,7 +25,7 @@ class Offsets:
         self._secret = hashlib.sha256(f"{id(self)}{time.time()}".encode()).digest()
 
     def make(self, params: dict[str, str], position: int, endpoint: str = "") -> str:
-        payload = json.dumps([position, query_key(params, endpoint), time.time()]).encode()
+        payload = orjson.dumps([position, query_key(params, endpoint), time.time()])
         sig = hmac.new(self._secret, payload, hashlib.sha256).digest()[:12]
         return base64.urlsafe_b64encode(payload + sig).decode().rstrip("=")
 
@@ -37,8 +38,8 @@ class Offsets:
             payload, sig = raw[:-12], raw[-12:]
             if not hmac.compare_digest(sig, hmac.new(self._secret, payload, hashlib.sha256).digest()[:12]):
                 return None
-            position, key, issued = json.loads(payload)
-        except (ValueError, TypeError):
+            position, key, issued = orjson.loads(payload)
+        except (ValueError, TypeError):  # orjson.JSONDecodeError is a ValueError
             return None
         if key != query_key(params, endpoint):
             return None

@@ -101,14 +101,13 @@ class EntryCache:
         cache = self._serialised.get(key)
         if cache is None:
             cache = self._serialised[key] = {}
-        entries = self.data.entries
-        parts = []
-        for gid in gids:
-            text = cache.get(gid)
-            if text is None:
-                text = cache[gid] = orjson.dumps(entry_json(self.data, entries[gid], key))
-            parts.append(text)
+        found = cache.get
+        parts = [found(gid) or self._serialise(cache, key, gid) for gid in gids]
         return b"[" + b",".join(parts) + b"]"
+
+    def _serialise(self, cache: dict[str, bytes], key: frozenset[str] | None, gid: str) -> bytes:
+        text = cache[gid] = orjson.dumps(entry_json(self.data, self.data.entries[gid], key))
+        return text
 
 
 def category_json(category: Category) -> dict[str, Any]:
