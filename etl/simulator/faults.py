@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from etl.simulator.offsets import query_key
+
 
 @dataclass
 class Fault:
@@ -34,3 +38,36 @@ class Fault:
 
 #: The faults that only answer requests carrying an offset.
 OFFSET_FAULTS = ("expire_offset", "cycle_offset", "repeat_page", "empty_page")
+
+
+class FaultQueue:
+    """The faults asked for, each answering the requests it matches until used up."""
+
+    def __init__(self) -> None:
+        self._faults: list[Fault] = []
+        self._lock = threading.Lock()
+
+    def add(self, fault: Fault) -> Fault:
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def take(self, path: str, params: dict[str, str]) -> Fault | None:
+        """The first fault that answers this request, counted as used once, if any."""
+        with self._lock:
+            for fault in self._faults:
+                if fault.kind in OFFSET_FAULTS and "offset" not in params:
+                    continue
+                if fault.times > 0 and fault.match(path, params):
+                    if fault.kind == "cycle_offset" and not _cycles(fault, path, params):
+                        continue
+                    fault.times -= 1
+                    return fault
+        return None
+
+
+def _cycles(fault: Fault, path: str, params: dict[str, str]) -> bool:
+    """Whether a "cycle_offset" fault answers this request: not the first with an offset
+    of its listing, whose offset it remembers to point back to."""
+    first = fault.first_offsets.setdefault(query_key(params, path), params["offset"])
+    return params["offset"] != first

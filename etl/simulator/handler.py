@@ -4,8 +4,6 @@ endpoint's real answer, with Asana's error bodies.
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import socket
 import struct
 import time
@@ -16,18 +14,17 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 
 from etl.simulator.faults import OFFSET_FAULTS, Fault
+from etl.simulator.responses import API, Answer, error, json_answer, next_page
+from etl.simulator.routes import answer
 
 if TYPE_CHECKING:
     from etl.simulator.server import AsanaSimulator, _Server
 
-HELP = "For more information on API status codes and how to handle them, read the docs on errors: https://developers.asana.com/docs/errors"
+TOO_MANY = "You have made too many requests recently. Please, be chill."
 
 
 class _Reset(Exception):
     """Drop the connection without an answer."""
-
-
-_FILTERS = ("task", "attributable_to", "portfolio", "user", "workspace")
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -49,14 +46,13 @@ class Handler(BaseHTTPRequestHandler):
         params = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         path = parts.path
         if path == "/_simulator/stats":  # for benchmarks: not part of Asana's API
-            self._send(*_json(200, sim.stats()))
+            self._send(*json_answer(200, sim.stats()))
             return
         self._recorded_as: str | None = None
         self._drip: Fault | None = None  # a "drip" or "drip_body" fault to answer with
         retry_after, in_flight = sim._admit()
         if retry_after is not None:
-            status, body, headers = _error(429, "You have made too many requests recently. "
-                                                "Please, be chill.")
+            status, body, headers = error(429, TOO_MANY)
             headers["Retry-After"] = f"{retry_after:.3g}"
             sim._record("GET", path, params, status)
             self._send(status, body, headers)
@@ -77,33 +73,32 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self._send(status, body, headers)
 
-    def _answer(self, sim: AsanaSimulator, path: str, params: dict[str, str]
-                ) -> tuple[int, bytes, dict[str, str]]:
+    def _answer(self, sim: AsanaSimulator, path: str, params: dict[str, str]) -> Answer:
         if self.headers.get("Authorization") != f"Bearer {sim.token}":
-            return _error(401, "Not Authorized")
+            return error(401, "Not Authorized")
         fault = sim._take_fault(path, params)
         if fault is not None:
             return self._fault(sim, fault, path, params)
         if sim.before_answer is not None:
             sim.before_answer(path, params)
         if sim.payment_required:
-            return _error(402, "Time tracking is only available on Asana's Advanced and Enterprise plans.")
-        return self._route(sim, path, params)
+            return error(402, "Time tracking is only available on Asana's Advanced and Enterprise plans.")
+        return answer(sim, path, params)
 
     def _fault(self, sim: AsanaSimulator, fault: Fault, path: str, params: dict[str, str]
-               ) -> tuple[int, bytes, dict[str, str]]:
+               ) -> Answer:
         if fault.kind == "reset":
             raise _Reset
         if fault.kind == "truncate":
             self._recorded_as = "truncate"
-            status, body, headers = self._route(sim, path, params)
+            status, body, headers = answer(sim, path, params)
             return status, body[: max(1, len(body) // 2)], headers
         if fault.kind == "expire_offset":
-            return _error(400, "offset: Your pagination token has expired or is invalid. "
-                               "Please restart your query.")
+            return error(400, "offset: Your pagination token has expired or is invalid. "
+                              "Please restart your query.")
         if fault.kind in ("drip", "drip_body"):
             self._recorded_as, self._drip = str(fault.kind), fault
-            return self._route(sim, path, params)
+            return answer(sim, path, params)
         if fault.kind in OFFSET_FAULTS:
             self._recorded_as = str(fault.kind)
             return self._endless(sim, fault, path, params)
@@ -111,117 +106,30 @@ class Handler(BaseHTTPRequestHandler):
         headers = {}
         if status == 429:
             headers["Retry-After"] = f"{fault.retry_after if fault.retry_after is not None else 1:g}"
-            status, body, _ = _error(429, "You have made too many requests recently. "
-                                          "Please, be chill.")
+            status, body, _ = error(429, TOO_MANY)
             return status, body, headers
         if status in (502, 503, 504):
             html = f"<html><head><title>{status}</title></head><body><h1>{status}</h1></body></html>"
             return status, html.encode(), {"Content-Type": "text/html"}
-        return _error(status, {500: "Server Error"}.get(status, f"Simulated HTTP {status}"))
+        return error(status, {500: "Server Error"}.get(status, f"Simulated HTTP {status}"))
 
     def _endless(self, sim: AsanaSimulator, fault: Fault, path: str, params: dict[str, str]
-                 ) -> tuple[int, bytes, dict[str, str]]:
+                 ) -> Answer:
         """The real page, changed as `fault` says, so that its listing would never end."""
-        status, body, headers = self._route(sim, path, params)
+        status, body, headers = answer(sim, path, params)
         if status != 200:
             return status, body, headers
         page = orjson.loads(body)
         if fault.kind == "cycle_offset":
-            offset = fault.first_offsets[sim._query_key(params)]
+            offset = fault.first_offsets[sim._query_key(params, path)]
         else:
-            offset = sim.make_offset(params, sim.read_offset(params))
+            endpoint = path[len(API):]
+            offset = sim.make_offset(params, sim.read_offset(params, endpoint), endpoint)
             first = {k: v for k, v in params.items() if k != "offset"}
             page["data"] = [] if fault.kind == "empty_page" else orjson.loads(
-                self._route(sim, path, first)[1])["data"]
-        page["next_page"] = _next_page(sim, params, offset)
+                answer(sim, path, first)[1])["data"]
+        page["next_page"] = next_page(sim, path[len(API):], params, offset)
         return status, orjson.dumps(page), headers
-
-    def _route(self, sim: AsanaSimulator, path: str, params: dict[str, str]
-               ) -> tuple[int, bytes, dict[str, str]]:
-        """The endpoint's real answer (no faults, no auth check)."""
-        prefix = "/api/1.0/time_tracking_entries"
-        if path == prefix:
-            return self._list(sim, params)
-        if path.startswith(prefix + "/"):
-            return self._one(sim, path[len(prefix) + 1:], params)
-        return _error(404, "Not found")
-
-    def _list(self, sim: AsanaSimulator, params: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:
-        data = sim.dataset
-        filters = [(name, params[name]) for name in _FILTERS if name in params]
-        if not filters:
-            return _error(400, "Must specify exactly one of task, attributable_to, portfolio, "
-                               "user or workspace.")
-        for name, gid in filters:
-            if not gid.isdigit():
-                return _error(400, f"{name}: Not a valid gid: {gid}")
-            if gid in sim.forbidden:
-                return _error(403, f"{name}: Forbidden")
-            known = {
-                "task": data.tasks,
-                "attributable_to": data.projects,
-                "portfolio": data.portfolios,
-                "user": data.users,
-                "workspace": {data.workspace_gid: None},
-            }[name]
-            if gid not in known:
-                return _error(404, f"{name}: Unknown object: {gid}")
-        for name in ("entered_on_start_date", "entered_on_end_date"):
-            if name in params and not sim.ignores_dates:
-                try:
-                    dt.date.fromisoformat(params[name])
-                except ValueError:
-                    return _error(400, f"{name}: Not a valid date: {params[name]}")
-                filters.append((name, params[name]))
-        if "workspace" in params and not any(name.startswith("entered_on") for name in params):
-            return _error(400, "workspace: entered_on_start_date or entered_on_end_date is "
-                               "required with workspace")
-        limit = None
-        if "limit" in params:
-            try:
-                limit = int(params["limit"])
-            except ValueError:
-                limit = 0
-            if not 1 <= limit <= 100:
-                return _error(400, "limit: Must be between 1 and 100")
-        position = 0
-        if "offset" in params:
-            if limit is None:
-                return _error(400, "offset: An offset requires a limit")
-            read = sim.read_offset(params)
-            if read is None:
-                return _error(400, "offset: Your pagination token has expired or is invalid. "
-                                   "Please restart your query.")
-            position = read
-        fields = set(params["opt_fields"].split(",")) if params.get("opt_fields") else None
-        with data.lock:
-            gids = data.matching(tuple(filters), sim.exclusive_bounds)
-            if limit is None:
-                if len(gids) > 1000:
-                    return _error(400, "The result is too large. You should use pagination "
-                                       "(may require specifying a workspace)!")
-                page = gids
-                next_page = None
-            else:
-                page = gids[position:position + limit]
-                end = position + limit
-                next_page = None
-                if end < len(gids):
-                    next_page = _next_page(sim, params, sim.make_offset(params, end))
-            entries = data.entries_json(page, fields)
-        body = b'{"data":' + entries
-        if limit is not None:
-            body += b',"next_page":' + orjson.dumps(next_page)
-        return 200, body + b"}", {}
-
-    def _one(self, sim: AsanaSimulator, gid: str, params: dict[str, str]
-             ) -> tuple[int, bytes, dict[str, str]]:
-        fields = set(params["opt_fields"].split(",")) if params.get("opt_fields") else None
-        with sim.dataset.lock:
-            entry = sim.dataset.entries.get(gid)
-            if entry is None:
-                return _error(404, f"time_tracking_entry: Unknown object: {gid}")
-            return _json(200, {"data": sim.dataset.entry_json(entry, fields)})
 
     def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
         self.send_response(status)
@@ -271,21 +179,3 @@ class _Drip:
 
     def flush(self) -> None:
         self.wfile.flush()
-
-
-def _next_page(sim: AsanaSimulator, params: dict[str, str], offset: str) -> dict[str, str]:
-    """A listing's `next_page` object, to go on from `offset`."""
-    query = "&".join(f"{k}={v}" for k, v in sorted(params.items()) if k != "offset")
-    path = f"/time_tracking_entries?{query}&offset={offset}"
-    return {"offset": offset, "path": path, "uri": sim.base_url + path}
-
-
-def _json(status: int, body: Any) -> tuple[int, bytes, dict[str, str]]:
-    return status, json.dumps(body, ensure_ascii=False).encode("utf-8"), {}
-
-
-def _error(status: int, message: str) -> tuple[int, bytes, dict[str, str]]:
-    error: dict[str, str] = {"message": message, "help": HELP}
-    if status >= 500:
-        error["phrase"] = "6 sad squid snuggle softly"
-    return _json(status, {"errors": [error]})

@@ -5,11 +5,7 @@ that are bound to their query and can expire.
 
 from __future__ import annotations
 
-import base64
 import collections
-import hashlib
-import hmac
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -18,8 +14,10 @@ from http.server import ThreadingHTTPServer
 from typing import Any
 
 from etl.simulator.dataset import Dataset
-from etl.simulator.faults import OFFSET_FAULTS, Fault
+from etl.simulator.faults import Fault, FaultQueue
 from etl.simulator.handler import Handler
+from etl.simulator.limits import Admission
+from etl.simulator.offsets import Offsets, query_key
 
 DEMO_TOKEN = "demo-token"
 
@@ -53,6 +51,18 @@ class AsanaSimulator:
         max_in_flight: requests handled at once before answering 429 (Asana: 50).
         before_answer: called with (path, params) before each authorised request is
             answered: to change the data mid-listing, or to hold a run in the middle.
+        addon: the workspace has the Timesheets & Budgets add-on (the default). Without
+            it, entries show no `billable_status`, `description` or `categories` (in any
+            answer), `GET /time_tracking_categories` answers 403, and
+            `GET /timesheet_approval_statuses` and `GET /rates` answer 402.
+        list_extra_fields: what the entries' listing does with `opt_fields` beyond the
+            ones it documents (`attributable_to(.name)`, `categories(.name,.color)`,
+            `created_by(.name)`, `duration_minutes`, `entered_on`): "ignore" (leave them
+            out, the default), "refuse" (a 400 naming `opt_fields`) or "return" (show
+            them, as the single GET does).
+        approval_case: "upper" (the default) or "lower": the case of the timesheets'
+            `approval_status`, as the endpoint spoke when it first appeared. Entries'
+            `approval_status` is upper case either way.
     """
 
     def __init__(self, dataset: Dataset | None = None, *, token: str = DEMO_TOKEN, port: int = 0,
@@ -64,19 +74,21 @@ class AsanaSimulator:
         self.payment_required = False
         self.exclusive_bounds = False
         self.ignores_dates = False
+        self.addon = True
+        self.list_extra_fields = "ignore"
+        self.approval_case = "upper"
         self.offset_ttl: float | None = None
         self.latency = latency
         self.rate_limit = rate_limit
         self.max_in_flight = max_in_flight
-        self._accepted: collections.deque[float] = collections.deque()
-        self._in_flight = 0
+        self._admission = Admission()
         self.before_answer: Callable[[str, dict[str, str]], None] | None = None
         self.requests: list[RequestRecord] = []
         self._first: float | None = None
         self._last: float | None = None
-        self._faults: list[Fault] = []
-        self._lock = threading.Lock()
-        self._secret = hashlib.sha256(f"{id(self)}{time.time()}".encode()).digest()
+        self._faults = FaultQueue()
+        self._offsets = Offsets()
+        self._lock = threading.Lock()  # over `requests`, `_first` and `_last`
         self._server = _Server(("127.0.0.1", port), Handler)
         self._server.simulator = self
         self._thread: threading.Thread | None = None
@@ -104,60 +116,27 @@ class AsanaSimulator:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    # --- limits ----------------------------------------------------------------------
+    # --- limits and faults ------------------------------------------------------------
 
     def _admit(self) -> tuple[float | None, int]:
-        """Count a request in: None if admitted, else the Retry-After to answer 429 with;
-        and how many requests are in hand with it."""
-        with self._lock:
-            arrived = self._in_flight + 1
-            if self._in_flight >= self.max_in_flight:
-                return 1.0, arrived
-            if self.rate_limit is not None:
-                limit, window = self.rate_limit
-                now = time.monotonic()
-                while self._accepted and self._accepted[0] <= now - window:
-                    self._accepted.popleft()
-                if len(self._accepted) >= limit:
-                    return max(0.01, self._accepted[0] + window - now), arrived
-                self._accepted.append(now)
-            self._in_flight += 1
-            return None, arrived
+        return self._admission.admit(self.rate_limit, self.max_in_flight)
 
     def _release(self) -> None:
-        with self._lock:
-            self._in_flight -= 1
-
-    # --- faults ----------------------------------------------------------------------
+        self._admission.release()
 
     def add_fault(self, kind: int | str, *, times: int = 1, retry_after: float | None = None,
                   seconds: float = 0.0,
                   when: Callable[[str, dict[str, str]], bool] | None = None) -> Fault:
         """Answer the next `times` matching requests with `kind` instead of the real answer
-        (`seconds`: between two bytes of a "drip"). `when` is called with the simulator's
-        lock held: it must not call the simulator's methods."""
-        fault = Fault(kind, times, retry_after, when or (lambda path, params: True), seconds)
-        with self._lock:
-            self._faults.append(fault)
-        return fault
+        (`seconds`: between two bytes of a "drip"). `when` is called with (path, params)
+        and the fault queue's lock held: it must not add faults."""
+        return self._faults.add(Fault(kind, times, retry_after,
+                                      when or (lambda path, params: True), seconds))
 
     def _take_fault(self, path: str, params: dict[str, str]) -> Fault | None:
-        with self._lock:
-            for fault in self._faults:
-                if fault.kind in OFFSET_FAULTS and "offset" not in params:
-                    continue
-                if fault.times > 0 and fault.match(path, params):
-                    if fault.kind == "cycle_offset" and not self._cycles(fault, params):
-                        continue
-                    fault.times -= 1
-                    return fault
-        return None
+        return self._faults.take(path, params)
 
-    def _cycles(self, fault: Fault, params: dict[str, str]) -> bool:
-        """Whether a "cycle_offset" fault answers this request: not the first with an offset
-        of its listing, whose offset it remembers to point back to."""
-        first = fault.first_offsets.setdefault(self._query_key(params), params["offset"])
-        return params["offset"] != first
+    # --- what was asked ---------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
         """Requests answered so far, by status, and the first and last request's time."""
@@ -185,31 +164,17 @@ class AsanaSimulator:
 
     # --- offsets ---------------------------------------------------------------------
 
-    def _query_key(self, params: dict[str, str]) -> str:
-        bound = sorted((k, v) for k, v in params.items() if k not in ("offset", "limit", "opt_pretty"))
-        return hashlib.sha256(json.dumps(bound).encode()).hexdigest()[:16]
+    def _query_key(self, params: dict[str, str], endpoint: str = "") -> str:
+        return query_key(params, endpoint)
 
-    def make_offset(self, params: dict[str, str], position: int) -> str:
-        payload = json.dumps([position, self._query_key(params), time.time()]).encode()
-        sig = hmac.new(self._secret, payload, hashlib.sha256).digest()[:12]
-        return base64.urlsafe_b64encode(payload + sig).decode().rstrip("=")
+    def make_offset(self, params: dict[str, str], position: int, endpoint: str = "") -> str:
+        """An offset to `position` in the results of this query of `endpoint`."""
+        return self._offsets.make(params, position, endpoint)
 
-    def read_offset(self, params: dict[str, str]) -> int | None:
-        """The position an offset stands for, or None if it is invalid or expired."""
-        token = params["offset"]
-        try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-            payload, sig = raw[:-12], raw[-12:]
-            if not hmac.compare_digest(sig, hmac.new(self._secret, payload, hashlib.sha256).digest()[:12]):
-                return None
-            position, key, issued = json.loads(payload)
-        except (ValueError, TypeError):
-            return None
-        if key != self._query_key(params):
-            return None
-        if self.offset_ttl is not None and time.time() - issued > self.offset_ttl:
-            return None
-        return int(position)
+    def read_offset(self, params: dict[str, str], endpoint: str = "") -> int | None:
+        """The position an offset stands for, or None if it is invalid (another query's,
+        another endpoint's) or expired."""
+        return self._offsets.read(params, self.offset_ttl, endpoint)
 
 
 class _Server(ThreadingHTTPServer):
