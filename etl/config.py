@@ -95,10 +95,27 @@ class SyncSettings:
 
 
 @dataclass(frozen=True)
+class DetailsSettings:
+    """`[details]`: what a run reads beyond the list (off by default: it costs requests).
+
+    `entries` reads each entry's task, billable and approval status, description and
+    `created_at`, one request an entry unless the list gives them; `max_requests` caps
+    those requests in one run (0: no cap), the rest waiting for the next run;
+    `refresh_days` is how far back the details that can still change (of a week not
+    approved) are read again on every run.
+    """
+
+    entries: bool = False
+    max_requests: int = 20_000
+    refresh_days: int = 35
+
+
+@dataclass(frozen=True)
 class Settings:
     asana: AsanaSettings = field(default_factory=AsanaSettings)
     database_url: str = DEFAULT_DATABASE_URL
     sync: SyncSettings = field(default_factory=SyncSettings)
+    details: DetailsSettings = field(default_factory=DetailsSettings)
     scopes: tuple[Scope, ...] = ()
     source: str = "(defaults)"
 
@@ -128,8 +145,13 @@ _SYNC_KEYS = {
     "recent_days": ((int,), "an integer"),
     "full_every_days": ((int,), "an integer"),
 }
+_DETAILS_KEYS = {
+    "entries": ((bool,), "true or false"),
+    "max_requests": ((int,), "an integer"),
+    "refresh_days": ((int,), "an integer"),
+}
 #: The sections of the file, in the order they are documented.
-_SECTIONS = ("asana", "database", "sync", "scopes")
+_SECTIONS = ("asana", "database", "sync", "details", "scopes")
 
 
 def config_path(option: str | Path | None, env: Mapping[str, str]) -> tuple[Path, bool]:
@@ -198,6 +220,7 @@ def _settings_from(data: dict[str, Any], source: str, env: Mapping[str, str]) ->
     asana = _typed_section(sections["asana"], "asana", _ASANA_KEYS, problem, secret_key="token")
     database = _typed_section(sections["database"], "database", _DATABASE_KEYS, problem)
     sync = _typed_section(sections["sync"], "sync", _SYNC_KEYS, problem)
+    details = _typed_section(sections["details"], "details", _DETAILS_KEYS, problem)
     scopes = _scopes(sections["scopes"], problem)
 
     defaults = AsanaSettings()
@@ -212,6 +235,8 @@ def _settings_from(data: dict[str, Any], source: str, env: Mapping[str, str]) ->
     _check_range(asana, "concurrency", 1, 50, problem)
     _check_range(sync, "recent_days", 0, MAX_DAYS, problem, section="sync")
     _check_range(sync, "full_every_days", 0, MAX_DAYS, problem, section="sync")
+    _check_range(details, "max_requests", 0, 100_000_000, problem, section="details")
+    _check_range(details, "refresh_days", 0, MAX_DAYS, problem, section="details")
     for key in ("timeout_seconds", "backoff_max_seconds"):
         if key in asana and not asana[key] > 0:
             problem(f"[asana] {key}", f"must be greater than 0 (got {asana[key]!r})")
@@ -233,7 +258,7 @@ def _settings_from(data: dict[str, Any], source: str, env: Mapping[str, str]) ->
     )
     database_url = env.get(ENV_DATABASE_URL) or database.get("url") or DEFAULT_DATABASE_URL
     return Settings(asana=asana_settings, database_url=database_url, sync=SyncSettings(**sync),
-
+                    details=DetailsSettings(**details),
                     scopes=scopes, source=source)
 
 
@@ -251,7 +276,7 @@ def _typed_section(section, name, known, problem, secret_key=None) -> dict[str, 
         else:
             types, type_name = known[key]
             # bool is an int in Python; `page_size = true` is still a mistake
-            if isinstance(value, bool) or not isinstance(value, types):
+            if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
                 problem(f"[{name}] {key}", f"must be {type_name} (got {_toml_type(value)})")
             else:
                 values[key] = value

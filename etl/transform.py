@@ -124,6 +124,76 @@ def row_values(row: EntryRow) -> RowValues:
             row["created_by_name"], str(row["raw"]), row["content_hash"])
 
 
+#: An entry's details (`[details] entries`): the columns, in the order of `DetailValues`.
+DETAIL_COLUMNS = ("task_gid", "task_name", "billable_status", "approval_status", "description",
+                  "created_at")
+DetailValues = tuple[str | None, str | None, str | None, str | None, str | None,
+                     dt.datetime | None]
+#: The details only the Timesheets & Budgets add-on gives: absent from answers without it.
+ADDON_FIELDS = ("billable_status", "description")
+#: The details' fields as Asana names them in `opt_fields`.
+DETAIL_FIELDS = ("task", "task.name", "created_at", "billable_status", "approval_status",
+                 "description")
+MAX_STATUS_LENGTH = 32
+
+
+def to_details(raw: Any) -> tuple[DetailValues, tuple[str, ...]]:
+    """An entry's details, from an answer that carries them (the single GET, or a list
+    that returns them), as column values; and which of `ADDON_FIELDS` the answer lacked
+    (a workspace without the add-on: stored as null). `approval_status` is stored in
+    upper case, whatever case Asana sends.
+
+    Raises:
+        RecordRejected: a detail of the wrong type, a timestamp that is not one, or text
+            a database cannot store.
+    """
+    if not isinstance(raw, dict):
+        raise RecordRejected(f"entry is {_kind(raw)}, not an object")
+    task_gid, task_name = _compact(raw, "task")
+    billable = _status(raw.get("billable_status"), "billable_status")
+    approval = _status(raw.get("approval_status"), "approval_status")
+    description = raw.get("description")
+    if description is not None and not isinstance(description, str):
+        raise RecordRejected(f"description is {_kind(description)}, not a string")
+    for name, text in (("task.name", task_name), ("description", description)):
+        if text is not None and not _storable(text):
+            raise RecordRejected(f"{name} holds a NUL character or text that is not valid Unicode")
+    values = (task_gid, task_name, billable, approval.upper() if approval else approval,
+              description, _timestamp(raw.get("created_at"), "created_at"))
+    return values, tuple(f for f in ADDON_FIELDS if f not in raw)
+
+
+def _status(value: Any, field: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > MAX_STATUS_LENGTH:
+        raise RecordRejected(f"{field} is not a status: {_short(value)}")
+    return value
+
+
+def _timestamp(value: Any, field: str) -> dt.datetime | None:
+    """An ISO 8601 timestamp (Asana's `2026-03-02T10:15:30.123Z`) as an aware UTC datetime."""
+    if value is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        raise RecordRejected(f"{field} is not a timestamp with its time zone: {_short(value)}")
+    return parsed.astimezone(dt.UTC)
+
+
+def _storable(text: str) -> bool:
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 _MISSING = object()
 
 

@@ -77,12 +77,12 @@ def test_a_batch_ends_when_it_holds_enough_rows(run, monkeypatch):
 
 def test_a_batch_writes_rows_links_confirmations_and_counters_together(run, engine):
     batch_loader, run_id = run
-    assert batch_loader.load([page(USER, range(1, 11)), page(PROJECT, range(6, 16))]) == {
+    assert batch_loader.load([page(USER, range(1, 11)), page(PROJECT, range(6, 16))]).scopes == {
         USER: (runs.PageCounts(entries=10, inserted=10), 1),
         PROJECT: (runs.PageCounts(entries=10, inserted=5, unchanged=5), 1),
     }
     done = batch_loader.load([Confirmed(USER, "3", None), page(PROJECT, range(6, 8), 2)])
-    assert done[USER] == (runs.PageCounts(deleted=1), 0)
+    assert done.scopes[USER] == (runs.PageCounts(deleted=1), 0)
     with engine.connect() as conn:
         row = conn.execute(sa.select(schema.sync_runs).where(schema.sync_runs.c.id == run_id)).one()
         links = conn.scalar(sa.select(sa.func.count()).select_from(schema.time_tracking_entry_scopes))
@@ -95,7 +95,7 @@ def test_a_batch_writes_rows_links_confirmations_and_counters_together(run, engi
 def test_rows_the_database_refuses_are_found_by_halving_and_set_aside(run, engine):
     batch_loader, run_id = run
     refuse_the_poison(engine)
-    counts, pages = batch_loader.load([page(USER, range(1, 41), poisoned={7, 33})])[USER]
+    counts, pages = batch_loader.load([page(USER, range(1, 41), poisoned={7, 33})]).scopes[USER]
     assert (counts.inserted, counts.rejected, counts.entries, pages) == (38, 2, 40, 1)
     with engine.connect() as conn:
         refused = conn.execute(sa.select(schema.rejected_records.c.entry_gid,

@@ -62,3 +62,44 @@ def check_scopes(settings: Settings) -> list[ScopeCheck]:
             except AsanaError as exc:
                 results.append(ScopeCheck(scope, False, exc.status, exc.message))
     return results
+
+
+@dataclass(frozen=True)
+class DetailsCheck:
+    """What `[details] entries` will find: what the list does with the details' fields
+    (`etl.asana.details.ListAnswer`), and which of the add-on's fields this workspace
+    gives (None: no entry to tell by)."""
+
+    list_answer: str
+    missing: tuple[str, ...] | None = None
+    problem: str | None = None
+
+    @property
+    def per_entry(self) -> bool:
+        """Each entry's details cost a request of its own."""
+        return self.list_answer != "returned"
+
+
+def check_details(settings: Settings) -> DetailsCheck:
+    """Ask the list of the first scope for one entry with its details, then read that
+    entry alone: two requests, whatever the scopes."""
+    from etl.asana.details import fetch_details, probe_list
+    from etl.transform import ADDON_FIELDS
+
+    quick = dataclasses.replace(settings.asana, max_retries=2, max_rate_limit_waits=2,
+                                backoff_max_seconds=2.0)
+    scope = settings.scopes[0]
+    with AsanaClient(quick, settings.require_token()) as client:
+        try:
+            answer = probe_list(client, scope)
+            body = client.get(ENTRIES_PATH, {**scope_params(scope), "limit": 1,
+                                             "opt_fields": "gid"})
+            data = body.get("data") or []
+            if not data:
+                return DetailsCheck(answer)
+            entry = fetch_details(client, str(data[0].get("gid")))
+        except AsanaError as exc:
+            return DetailsCheck("unknown", problem=exc.message)
+    if entry is None:
+        return DetailsCheck(answer)
+    return DetailsCheck(answer, tuple(f for f in ADDON_FIELDS if f not in entry))

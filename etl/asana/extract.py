@@ -77,19 +77,23 @@ def scope_params(scope: Scope) -> dict[str, str]:
     return listing_params(scope)
 
 
-def pagination(scope: Scope, window: DateWindow, page_size: int, inclusive: bool) -> Pagination:
-    """A listing of `scope` that holds at least the days of `window`."""
-    params = {**listing_params(scope, *query_dates(window, inclusive)), "opt_fields": OPT_FIELDS}
+def pagination(scope: Scope, window: DateWindow, page_size: int, inclusive: bool,
+               opt_fields: str = OPT_FIELDS) -> Pagination:
+    """A listing of `scope` that holds at least the days of `window`, asking for
+    `opt_fields` (the details' too, where the list returns them)."""
+    params = {**listing_params(scope, *query_dates(window, inclusive)), "opt_fields": opt_fields}
     return Pagination(ENTRIES_PATH, params, page_size)
 
 
 @dataclass(frozen=True)
 class Preflight:
     """What the preflight learnt: how long a request takes, and the day of an entry of
-    the scope (None: it has none, or the request failed)."""
+    the scope (None: it has none, or the request failed); with entry details asked for,
+    what the list does with their fields (`etl.asana.details.probe_list`)."""
 
     latency: float
     day: dt.date | None = None
+    details: str | None = None
 
 
 def preflight(client: AsanaClient, scope: Scope) -> Preflight:

@@ -53,4 +53,9 @@ def write_metrics(path: str | Path, result: RunResult) -> None:
         scope_retries.labels(**scope_labels).set(scope.retries)
     gauge("last_run_requests", "HTTP requests the last run sent to Asana.", result.requests)
     gauge("last_run_rate_limited", "429 answers the last run got.", result.rate_limited)
+    gauge("last_run_details_requests", "Requests the last run spent on entries' details.",
+          result.details_requests)
+    if result.details_backlog is not None:
+        gauge("details_backlog", "Entries whose details were still to read after the last run.",
+              result.details_backlog)
     write_to_textfile(str(path), registry)

@@ -58,6 +58,7 @@ class _State:
     failed: int = 0
     entries: int = 0
     retries: int = 0
+    details: int = 0  # entries whose details were read
     running: tuple[_Row, ...] = ()
 
 
@@ -95,8 +96,8 @@ class TerminalProgress:
             self.live.stop()
             self.terminal.console.print(self.frame())
 
-    def __call__(self, scopes: list[ScopeResult], retries: int) -> None:
-        self.state = self._snapshot(scopes, retries)
+    def __call__(self, scopes: list[ScopeResult], retries: int, details: int = 0) -> None:
+        self.state = self._snapshot(scopes, retries, details)
 
     def _redraw(self) -> None:
         """Redraw until told to stop, between log lines (under the terminal's lock)."""
@@ -104,7 +105,7 @@ class TerminalProgress:
             with self.terminal.lock:
                 self.live.refresh()
 
-    def _snapshot(self, scopes: list[ScopeResult], retries: int) -> _State:
+    def _snapshot(self, scopes: list[ScopeResult], retries: int, details: int) -> _State:
         """The run as reported, its running scopes most pages first, then longest
         running: the largest, that the run will wait for."""
         now = time.monotonic()
@@ -120,7 +121,7 @@ class TerminalProgress:
         return _State(
             total=len(scopes), done=len(scopes) - len(running),
             failed=sum(s.status == runs.FAILED for s in scopes),
-            entries=sum(s.counts.entries for s in scopes), retries=retries,
+            entries=sum(s.counts.entries for s in scopes), retries=retries, details=details,
             running=tuple(running),
         )
 
@@ -147,8 +148,9 @@ def _overall(state: _State, elapsed: float) -> str:
     if not state.total:
         return f"starting, {elapsed:,.0f} s"
     failed = f" ({state.failed} failed)" if state.failed else ""
+    details = f"{state.details:,} details, " if state.details else ""
     return (f"{state.done}/{state.total} scopes{failed}, {state.entries:,} entries, "
-            f"{state.entries / max(elapsed, 1e-6):,.0f}/s, {state.retries} retries, "
+            f"{state.entries / max(elapsed, 1e-6):,.0f}/s, {details}{state.retries} retries, "
             f"{elapsed:,.0f} s")
 
 

@@ -12,7 +12,9 @@ from etl.cli.app import cli, json_output, log, settings_of
 from etl.cli.logs import iso_default
 from etl.errors import ExitCode
 from etl.run.pipeline import prepare_database
+from etl.config import Settings
 from etl.store import runs
+from etl.store.details import backlog_size
 from etl.wording import count
 
 
@@ -38,15 +40,22 @@ def status(ctx: click.Context, as_json: bool, check: bool, stale_hours: float, l
         recent = runs.recent_runs(conn, limit)
         scopes = runs.freshness(conn, settings.scopes, dt.timedelta(hours=stale_hours), now,
                                 full_stale_after=dt.timedelta(days=full_days))
+        details = _details(conn, settings) if settings.details.entries else None
     engine.dispose()
     stale = [s for s in scopes if s["stale"] and s["configured"]]
+    found = {"runs": recent, "scopes": scopes, "details": details}
     if json_output(ctx):  # one object on one line, like every line of the JSON format
-        click.echo(json.dumps({"runs": recent, "scopes": scopes}, default=iso_default,
-                              ensure_ascii=False))
+        click.echo(json.dumps(found, default=iso_default, ensure_ascii=False))
     elif as_json:
-        click.echo(json.dumps({"runs": recent, "scopes": scopes}, default=iso_default, indent=2))
+        click.echo(json.dumps(found, default=iso_default, indent=2))
     else:
         _print_status(recent, scopes, now)
+        if details is not None:
+            click.echo(f"Entry details: {count(details['backlog'], 'entry')} still to read "
+                       f"(about {details['minutes']:,.0f} min of the token's "
+                       f"{settings.asana.requests_per_minute:,} requests a minute; "
+                       f"[details] max_requests = {settings.details.max_requests or 'no limit'} "
+                       "a run)")
     if check and stale:
         message = (f"{len(stale)} scope(s) stale (no success in {stale_hours:g} h, or no full "
                    f"read in {full_days} days)")
@@ -110,3 +119,10 @@ def _table(rows: list[list[Any]], right_from: int | None = None) -> None:
         line = "  ".join(value.rjust(width) if right_from is not None and i >= right_from
                          else value.ljust(width) for i, (value, width) in enumerate(zip(row, widths)))
         click.echo(f"  {line.rstrip()}")
+
+
+def _details(conn: Any, settings: Settings) -> dict[str, Any]:
+    """Entries whose details are still to read (of every scope), and the minutes of the
+    token's budget that takes (one request an entry)."""
+    backlog = backlog_size(conn)
+    return {"backlog": backlog, "minutes": backlog / settings.asana.requests_per_minute}

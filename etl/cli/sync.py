@@ -14,7 +14,7 @@ from etl.cli.app import cli, json_output, log, settings_of
 from etl.cli.metrics import write_metrics
 from etl.cli.params import Day, gids
 from etl.config import MAX_DAYS, DateWindow, Scope
-from etl.errors import ExitCode
+from etl.errors import ConfigError, ExitCode
 from etl.run.pipeline import run_backfill, run_sync
 from etl.run.result import RunResult
 
@@ -115,15 +115,19 @@ def sync(ctx: click.Context, recent_days: int | None, no_migrate: bool, dry_run:
               help="Read only entries entered on or after this date (asked of Asana).")
 @click.option("--until", type=Day(),
               help="Read only entries entered on or before this date (asked of Asana).")
+@click.option("--details", "reread_details", is_flag=True,
+              help="Read again the details of every entry of these days, whatever their age "
+                   "([details] entries must be on; within [details] max_requests).")
 @click.option("--no-migrate", is_flag=True, help="Do not apply pending migrations first.")
 @metrics_option
 @summary_option
 @click.pass_context
 def backfill(ctx: click.Context, users, projects, portfolios, tasks, workspaces, since, until,
-             no_migrate: bool, metrics_file: str | None, summary_file: str | None) -> None:
+             reread_details: bool, no_migrate: bool, metrics_file: str | None,
+             summary_file: str | None) -> None:
     """A one-off load of the scopes named here (else every configured scope), of the
     days between --since and --until (else all); deletions are looked for in those days
-    only.
+    only. With --details, the entries' details of those days are read again.
 
     Exit status: 0 every scope loaded, 1 some scope failed (the others are loaded),
     2 configuration or database error, 3 Asana refused the token or plan, 4 another
@@ -139,7 +143,11 @@ def backfill(ctx: click.Context, users, projects, portfolios, tasks, workspaces,
     start_run_command(ctx, "backfill", summary_file)
     window = DateWindow(since, until)
     settings = settings_of(ctx)
+    if reread_details and not settings.details.entries:
+        raise ConfigError(f"backfill --details reads entries' details: set [details] entries "
+                          f"= true in {settings.source}")
     with progress_for(ctx, "backfill") as progress:
         result = run_backfill(settings, scopes=list(dict.fromkeys(named)) or None,
-                              window=window, migrate=not no_migrate, progress=progress)
+                              window=window, migrate=not no_migrate, progress=progress,
+                              reread_details=reread_details)
     finish_run(ctx, result, metrics_file)

@@ -36,10 +36,15 @@ from etl.config import AsanaSettings, Scope, Secret
 from etl.errors import ConfigError, FetcherDied
 from etl.run import plan
 from etl.run.fetcher_process import FetcherConfig, serve
-from etl.run.messages import ConfirmOrder, ListOrder, LogMessage, Preflighted, PreflightOrder
+from etl.run.messages import (
+    ConfirmOrder,
+    DetailsOrder,
+    ListOrder,
+    LogMessage,
+    Preflighted,
+    PreflightOrder,
+)
 from etl.run.plan import Listing
-
-log = logging.getLogger(__name__)
 
 #: The environment variable that chooses how the fetcher process starts.
 START_METHOD_ENV = "ASANA_ETL_FETCHER_START"
@@ -112,9 +117,6 @@ class Fetcher:
         orders_in.close()  # the child's ends: only the child may hold them now
         messages_out.close()
         self._orders, self._messages = orders_out, messages_in
-        log.debug("the fetcher process started by %s", self.method,
-                  extra={"event": "fetcher_started",
-                         "fields": {"method": self.method, "pid": self._process.pid}})
 
     def stop(self) -> None:
         """Stop the process (at once) and release the pipes; safe to call twice."""
@@ -134,9 +136,11 @@ class Fetcher:
     def pid(self) -> int | None:
         return None if self._process is None else self._process.pid
 
-    def preflight(self, scope: Scope) -> Preflight:
+    def preflight(self, scope: Scope, details: bool = False) -> Preflight:
         """One `limit=1` request, so that a refused token or plan stops the run before it
-        writes anything. When requests are slow enough for listings to be split
+        writes anything; with `details`, a second asks the list for the entries'
+        details (`asana.details.probe_list`: later listings ask for them where the list
+        returns them). When requests are slow enough for listings to be split
         (`plan.MIN_SPLIT_LATENCY`), the fetcher then asks, while the run goes on, how
         Asana reads date bounds (`extract.bounds_inclusive`): windows that begin after
         the answer are asked for exactly.
@@ -144,7 +148,7 @@ class Fetcher:
         Raises:
             AuthError: 401 or 402. Any other failure is left for the scope's own listing.
         """
-        self._order(PreflightOrder(scope))
+        self._order(PreflightOrder(scope, details))
         while True:
             message = self.receive(timeout=None)
             if isinstance(message, Preflighted):
@@ -162,6 +166,10 @@ class Fetcher:
         """Ask Asana about each of these deletion candidates: `Confirmed` messages, then
         `ConfirmDone`."""
         self._order(ConfirmOrder(scope, gids))
+
+    def details(self, gids: list[str]) -> None:
+        """Read these entries' details: `DetailRead` messages, then `DetailsDone`."""
+        self._order(DetailsOrder(gids))
 
     def receive(self, timeout: float | None) -> Any:
         """The next message, or None if none came within `timeout` seconds.

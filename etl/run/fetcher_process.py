@@ -35,12 +35,21 @@ from typing import Any
 
 from etl import logcontext
 from etl.asana.client import AsanaClient, Sleep
+from etl.asana.details import probe_list
 from etl.asana.extract import preflight
-from etl.config import AsanaSettings, Scope, Secret
+from etl.config import AsanaSettings, Secret
 from etl.run import plan
 from etl.run.confirmations import Confirmer
+from etl.run.detail_reads import DetailReads
 from etl.run.listings import ListingReader, portable
-from etl.run.messages import ConfirmOrder, ListOrder, LogMessage, Preflighted, PreflightOrder
+from etl.run.messages import (
+    ConfirmOrder,
+    DetailsOrder,
+    ListOrder,
+    LogMessage,
+    Preflighted,
+    PreflightOrder,
+)
 from etl.run.scheduler import ListingTask, RequestScheduler
 
 #: Messages (pages, mostly) the fetcher may hold for the loader: two batches' worth, so
@@ -97,11 +106,12 @@ class _Fetcher:
         self.client = AsanaClient(config.settings, config.token, sleep=config.sleep)
         self.outbox = outbox
         outbox.client = self.client
-        self.scheduler = RequestScheduler(self.client.limiter)
+        self.scheduler = RequestScheduler(self.client.limiter, queues=2)
         self.reader = ListingReader(config.settings, self.client, self.scheduler, outbox.send,
                                     page_size=config.page_size, today=config.today)
         self.confirmer = Confirmer(self.client, self.scheduler, outbox.send,
                                    self.reader.stats_of, portable)
+        self.details = DetailReads(self.client, self.scheduler, outbox.send, portable)
 
     def serve(self, orders: Connection) -> None:
         for n in range(self.config.settings.concurrency):
@@ -114,11 +124,13 @@ class _Fetcher:
             if order is None:
                 break
             if isinstance(order, PreflightOrder):
-                threading.Thread(target=self._preflight, args=(order.scope,), daemon=True).start()
+                threading.Thread(target=self._preflight, args=(order,), daemon=True).start()
             elif isinstance(order, ListOrder):
                 self.reader.add(order.listings)
             elif isinstance(order, ConfirmOrder):
                 self.confirmer.add(order)
+            elif isinstance(order, DetailsOrder):
+                self.details.add(order)
         # asked to stop, or the run is gone: nothing here needs finishing
         os._exit(0)
 
@@ -127,15 +139,19 @@ class _Fetcher:
             task = self.scheduler.take()
             if task is None:
                 continue
-            with logcontext.scope_context(task.scope):
+            with logcontext.scope_context(task.scope or ""):
                 if isinstance(task, ListingTask):
                     self.reader.read(task)
                 else:
                     task.send()
 
-    def _preflight(self, scope: Scope) -> None:
+    def _preflight(self, order: PreflightOrder) -> None:
+        scope = order.scope
         try:
             result = preflight(self.client, scope)
+            if order.details:  # what the list does with the details' fields, once a run
+                result = dataclasses.replace(result, details=probe_list(self.client, scope))
+                self.reader.list_details = result.details == "returned"
         except BaseException as exc:
             self.outbox.send(Preflighted(portable(exc)))
             return

@@ -26,7 +26,8 @@ from typing import Any
 
 from etl import logcontext
 from etl.asana.client import AsanaClient, CallStats
-from etl.asana.extract import bounds_inclusive, expired, pagination
+from etl.asana.details import DETAIL_OPT_FIELDS
+from etl.asana.extract import OPT_FIELDS, bounds_inclusive, expired, pagination
 from etl.config import AsanaSettings, DateWindow, Scope
 from etl.errors import AsanaError, OffsetExpiredError
 from etl.run import plan
@@ -40,6 +41,7 @@ from etl.transform import (
     entry_gid,
     rejected_payload,
     row_values,
+    to_details,
     to_row,
 )
 
@@ -79,6 +81,7 @@ class ListingReader:
         self.scopes: dict[Scope, ScopeTasks] = {}
         self.inclusive = False  # proved by the bounds probe: windows asked exactly
         self.splits = True  # off if the server turns out to ignore the date bounds
+        self.list_details = False  # the list returns the entries' details: ask for them
         self._lock = threading.Lock()
         self._latencies: collections.deque[float] = collections.deque(maxlen=LATENCY_SAMPLES)
 
@@ -112,7 +115,8 @@ class ListingReader:
             return
         if listing.pages is None:
             listing.pages = pagination(listing.scope, listing.window, self.page_size,
-                                       self.inclusive)
+                                       self.inclusive,
+                                       DETAIL_OPT_FIELDS if self.list_details else OPT_FIELDS)
         started = time.monotonic()
         try:
             page = self.client.next_page(listing.pages, tasks.stats)
@@ -201,7 +205,8 @@ class ListingReader:
     def _flatten(self, listing: ListingTask, data: list[Any], number: int) -> PageRows:
         """A page as rows, keeping the entries of the listing's own window; an entry
         outside even the days asked for means the server ignores the dates."""
-        page, outside = flatten(listing.scope, listing.window, listing.restarts, data, number)
+        page, outside = flatten(listing.scope, listing.window, listing.restarts, data, number,
+                                details=self.list_details)
         if outside is not None and self.splits:
             self.splits = False
             log.warning("scope %s: Asana returned an entry of %s to a listing of %s: it seems "
@@ -227,12 +232,13 @@ def split_windows(listing: ListingTask, days: list[dt.date], idle: int,
     return (windows if len(windows) >= 2 else []), estimate
 
 
-def flatten(scope: Scope, window: DateWindow, restarts: int, data: list[Any],
-            number: int) -> tuple[PageRows, dt.date | None]:
+def flatten(scope: Scope, window: DateWindow, restarts: int, data: list[Any], number: int,
+            details: bool = False) -> tuple[PageRows, dt.date | None]:
     """Page `number` of a listing of `window` as rows (the entries of its own days; the
     others belong to another listing, or are outside the run's window), with the records
-    that fail validation set aside; and the day of an entry outside even the days the
-    listing asked for (see `plan.widened`), if one came."""
+    that fail validation set aside, and with `details` their details; and the day of an
+    entry outside even the days the listing asked for (see `plan.widened`), if one came."""
+    page = PageRows(scope, number, restarts, [], [], [])
     rows: list[RowValues] = []
     rejections: list[Rejection] = []
     rejected: list[str] = []
@@ -251,9 +257,25 @@ def flatten(scope: Scope, window: DateWindow, restarts: int, data: list[Any],
         day = row["entered_on"]
         if day in window:
             rows.append(row_values(row))
+            if details:
+                _add_details(page, row["gid"], raw)
         elif outside is None and day not in asked:
             outside = day
-    return PageRows(scope, number, restarts, rows, rejections, rejected), outside
+    page.rows, page.rejections, page.rejected_gids = rows, rejections, rejected
+    return page, outside
+
+
+def _add_details(page: PageRows, gid: str, raw: dict[str, Any]) -> None:
+    """The entry's details, from a list that returns them (one that fails validation
+    stays unread, as the loaded entry's details were)."""
+    try:
+        values, missing = to_details(raw)
+    except RecordRejected as exc:
+        log.warning("scope %s: details of entry %s set aside: %s", page.scope, gid, exc)
+        return
+    page.details.append((gid, values))
+    if missing and not page.details_missing:
+        page.details_missing = missing
 
 
 def _entry_days(data: list[Any]) -> list[dt.date]:

@@ -2,8 +2,8 @@
 transaction through the run's `Writer`.
 
 A batch gathers whatever is ready, from any scopes: pages' rows, their scope links, what
-each pass has seen, rejected records, the answers to deletion confirmations, and the
-run's counters all commit together, so a crash at any moment leaves the tables
+each pass has seen, rejected records, the answers to deletion confirmations, entries'
+details, and the run's counters all commit together, so a crash at any moment leaves the tables
 consistent and a re-run completes them. A row the database refuses (too long, out of
 range, a constraint) does not fail its batch: the batch is halved until the refused rows
 are found, they go to `rejected_records` with the database's reason, and the rest load.
@@ -23,13 +23,15 @@ import sqlalchemy as sa
 
 from etl.config import Scope
 from etl.run.deletions import apply_confirmations
-from etl.run.messages import Confirmed, PageRows
+from etl.run.messages import Confirmed, DetailRead, PageRows
+from etl.run.result import ScopeResult
 from etl.run.writer import RowRefused, Writer
 from etl.store import runs
+from etl.store.details import store_details
 from etl.store.links import link_entries, mark_seen
 from etl.store.load import UpsertCounts, insert_rejected, upsert_entries
 from etl.store.runs import PageCounts
-from etl.transform import VALUE_COLUMNS, Rejection, RowValues
+from etl.transform import VALUE_COLUMNS, DetailValues, Rejection, RowValues
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,9 @@ RAW = VALUE_COLUMNS.index("raw")
 #: The most of a refused entry's record that `rejected_records.payload` keeps.
 MAX_REFUSED_PAYLOAD = 1_000_000
 
-Batch = list[PageRows | Confirmed]
+Batch = list[PageRows | Confirmed | DetailRead]
+#: The messages a batch is made of.
+_BATCHED = (PageRows, Confirmed, DetailRead)
 
 
 @dataclass
@@ -55,6 +59,22 @@ class _Parts:
     rejections: dict[Scope, list[Rejection]] = field(default_factory=dict)
     answers: dict[Scope, list[tuple[str, dict[str, Any] | None]]] = field(default_factory=dict)
     pages: dict[Scope, int] = field(default_factory=dict)
+    details: list[tuple[str, DetailValues]] = field(default_factory=list)
+
+
+@dataclass
+class Loaded:
+    """What a batch did: to each scope, its counts and its pages; to entries' details,
+    how many changed."""
+
+    scopes: dict[Scope, tuple[PageCounts, int]]
+    details_changed: int = 0
+
+    def add_to(self, results: dict[Scope, ScopeResult]) -> None:
+        """Count the batch in its scopes' results."""
+        for scope, (counts, pages) in self.scopes.items():
+            results[scope].pages += pages
+            results[scope].counts.add(counts)
 
 
 class BatchLoader:
@@ -67,15 +87,16 @@ class BatchLoader:
 
     def gather(self, message: Any, receive: Callable[[float], Any],
                wanted: Callable[[Scope], bool]) -> tuple[Batch, Any]:
-        """A batch, beginning with `message`: pages and confirmations, up to `BATCH_ROWS`
-        rows or what came within `BATCH_WAIT` (a batch's fixed costs, paid for a page or
-        two, were half the loader's time). Messages of scopes not `wanted` (closed) are
-        dropped. Returns the batch, and the message that ended it (None: it is full)."""
+        """A batch, beginning with `message`: pages, confirmations and details, up to
+        `BATCH_ROWS` rows or what came within `BATCH_WAIT` (a batch's fixed costs, paid
+        for a page or two, were half the loader's time). Messages of scopes not `wanted`
+        (closed) are dropped. Returns the batch, and the message that ended it (None: it
+        is full)."""
         batch: Batch = []
         rows = 0
         deadline = time.monotonic() + BATCH_WAIT
-        while isinstance(message, (PageRows, Confirmed)):
-            if wanted(message.scope):
+        while isinstance(message, _BATCHED):
+            if isinstance(message, DetailRead) or wanted(message.scope):
                 batch.append(message)
                 rows += len(message.rows) if isinstance(message, PageRows) else 1
             if rows >= BATCH_ROWS:
@@ -83,9 +104,8 @@ class BatchLoader:
             message = receive(max(0.0, deadline - time.monotonic()))
         return batch, message
 
-    def load(self, batch: Batch) -> dict[Scope, tuple[PageCounts, int]]:
-        """Write `batch` in one transaction; returns what it did to each scope: its
-        counts and its pages.
+    def load(self, batch: Batch) -> Loaded:
+        """Write `batch` in one transaction; returns what it did.
 
         Raises:
             DatabaseFailed: the database failed (nothing of the batch was written).
@@ -96,8 +116,8 @@ class BatchLoader:
         parts = _split(batch)
         while True:
             try:
-                counts = self.writer.transaction(lambda conn: self._write(conn, parts, now),
-                                                 refusable=True)
+                counts, changed = self.writer.transaction(
+                    lambda conn: self._write(conn, parts, now), refusable=True)
                 break
             except RowRefused as refused:
                 bad = self._refused_rows(parts.rows, now)
@@ -105,11 +125,11 @@ class BatchLoader:
                     raise self.writer.failure(refused, "other") from refused
             _set_aside(parts, bad)
         self.load_seconds += time.monotonic() - started
-        return {scope: (counts.get(scope, PageCounts()), pages)
-                for scope, pages in parts.pages.items()}
+        return Loaded({scope: (counts.get(scope, PageCounts()), pages)
+                       for scope, pages in parts.pages.items()}, changed)
 
     def _write(self, conn: sa.Connection, parts: _Parts, now: dt.datetime
-               ) -> dict[Scope, PageCounts]:
+               ) -> tuple[dict[Scope, PageCounts], int]:
         counts: dict[Scope, PageCounts] = {}
         upserted = upsert_entries(conn, parts.rows, now)
         for scope, listed in parts.listed.items():
@@ -127,9 +147,10 @@ class BatchLoader:
         for scope, answered in parts.answers.items():
             confirmed = apply_confirmations(conn, self.run_id, scope, answered, now)
             counts.setdefault(scope, PageCounts()).add(confirmed)
+        changed = store_details(conn, parts.details, now) if parts.details else 0
         runs.record_batch(conn, self.run_id, {
             scope: (counts.get(scope, PageCounts()), pages) for scope, pages in parts.pages.items()})
-        return counts
+        return counts, changed
 
     def _refused_rows(self, rows: list[tuple[Scope, RowValues]], now: dt.datetime
                       ) -> dict[int, str]:
@@ -154,7 +175,12 @@ class BatchLoader:
 def _split(batch: Batch) -> _Parts:
     parts = _Parts()
     for message in batch:
+        if isinstance(message, DetailRead):
+            if message.values is not None:
+                parts.details.append((message.gid, message.values))
+            continue
         scope = message.scope
+        parts.details.extend(message.details if isinstance(message, PageRows) else ())
         if isinstance(message, Confirmed):
             parts.answers.setdefault(scope, []).append((message.gid, message.entry))
             parts.pages.setdefault(scope, 0)

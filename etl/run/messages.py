@@ -1,8 +1,8 @@
 """What crosses the pipe between a run and its fetcher process.
 
-Orders go one way (`ListOrder`, `ConfirmOrder`, `PreflightOrder`; None stops the
-process), messages the other (`PageRows`, `ScopeListed`, `Confirmed`, `ConfirmDone`,
-`Preflighted`, `LogMessage`). Every message but a log record carries the client's
+Orders go one way (`PreflightOrder`, `ListOrder`, `ConfirmOrder`, `DetailsOrder`; None
+stops the process), messages the other (`Preflighted`, `PageRows`, `ScopeListed`,
+`Confirmed`, `ConfirmDone`, `DetailRead`, `DetailsDone`, `LogMessage`). Every message but a log record carries the client's
 counters as of when it was sent, so the run always knows what its requests cost.
 Everything here pickles: the fetcher may run in a process started by `spawn`.
 """
@@ -17,16 +17,18 @@ from etl.asana.client import CallStats
 from etl.asana.extract import Preflight
 from etl.config import Scope
 from etl.run.plan import Listing
-from etl.transform import Rejection, RowValues
+from etl.transform import DetailValues, Rejection, RowValues
 
 # --- orders (run → fetcher) --------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class PreflightOrder:
-    """One `limit=1` request of `scope` (see `Fetcher.preflight`)."""
+    """One `limit=1` request of `scope` (see `Fetcher.preflight`); with `details`, a
+    second that asks the list for the entries' details."""
 
     scope: Scope
+    details: bool = False
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,13 @@ class ConfirmOrder:
     """Ask Asana about each of these deletion candidates of `scope`."""
 
     scope: Scope
+    gids: list[str]
+
+
+@dataclass(frozen=True)
+class DetailsOrder:
+    """Read these entries' details, one request each."""
+
     gids: list[str]
 
 
@@ -59,6 +68,10 @@ class PageRows:
     rejections: list[Rejection]
     rejected_gids: list[str]
     stats: CallStats = field(default_factory=CallStats)
+    #: the details of its entries, where the list returns them, and the add-on's
+    #: fields they lacked
+    details: list[tuple[str, DetailValues]] = field(default_factory=list)
+    details_missing: tuple[str, ...] = ()
 
 
 @dataclass
@@ -93,6 +106,30 @@ class Confirmed:
 
 class ConfirmDone(Done):
     """Every candidate of one `ConfirmOrder` was answered (or `error` stopped them)."""
+
+
+@dataclass
+class DetailRead:
+    """What the single GET said of one entry: its details (with the add-on's fields it
+    lacked), or that it is gone (404), or why they could not be had (`problem`: a 403,
+    details that fail validation)."""
+
+    gid: str
+    values: DetailValues | None = None
+    missing: tuple[str, ...] = ()
+    gone: bool = False
+    problem: str | None = None
+    stats: CallStats = field(default_factory=CallStats)
+
+
+@dataclass
+class DetailsDone:
+    """Every entry of one `DetailsOrder` was answered (or `error` stopped them);
+    `details_stats` are the details' requests so far."""
+
+    error: BaseException | None = None
+    details_stats: CallStats = field(default_factory=CallStats)
+    stats: CallStats = field(default_factory=CallStats)
 
 
 @dataclass

@@ -20,7 +20,9 @@ The order of a run, and the module that does each step:
    process, whose loader (`etl.run.loader`) writes whatever is ready in one transaction;
 6. a scope whose listings all completed is checked for deletions, within its window,
    then closed (`etl.run.completion`);
-7. the run's record gets its final status, and the run its result (`etl.run.result`).
+7. with `[details] entries`, entries' details are read in the budget's gaps, one
+   request each unless the list returns them (`etl.run.details`);
+8. the run's record gets its final status, and the run its result (`etl.run.result`).
 
 `_Run` is only the loop that moves messages between the fetcher and those parts. A
 scope that fails (403, 404, retries exhausted) is recorded as failed and the others go
@@ -42,23 +44,24 @@ from etl.config import DateWindow, Scope, Settings
 from etl.errors import ConfigError, DatabaseError, DatabaseFailed, Interrupted, LockError
 from etl.run import plan
 from etl.run.completion import ScopeCompletion
+from etl.run.details import DetailsReader
 from etl.run.fetcher import Fetcher
 from etl.run.loader import BatchLoader
-from etl.run.messages import ConfirmDone, ScopeListed
+from etl.run.messages import ConfirmDone, DetailsDone, ScopeListed
 from etl.run.record import RunRecord, describe_error
-from etl.run.result import RunResult, ScopeResult
+from etl.run.result import RunResult, ScopeResult, totals
 from etl.run.writer import Writer, classify, describe
 from etl.store import engines, runs
 from etl.store.links import entries_by_day
 from etl.store.lock import ScopeLocks, schema_lock, scope_locks
 from etl.store.migrate import current_revision, is_up_to_date, upgrade
-from etl.store.runs import PageCounts
 from etl.wording import count
 
 log = logging.getLogger(__name__)
 
-#: Called with the scopes' results so far (and the client's retry count).
-Progress = Callable[[list[ScopeResult], int], None]
+#: Called with the scopes' results so far, the client's retry count, and the entries
+#: whose details were read.
+Progress = Callable[[list[ScopeResult], int, int], None]
 
 
 def open_database(url: str) -> sa.Engine:
@@ -99,6 +102,7 @@ def run_sync(
     migrate: bool = True,
     sleep: Sleep = time.sleep,
     progress: Progress | None = None,
+    reread_details: bool = False,
 ) -> RunResult:
     """Read every scope, load it and detect deletions; returns the run's result (never
     raises for a failed scope). `progress`, if given, is called from this thread with
@@ -106,7 +110,9 @@ def run_sync(
 
     What is read of each scope: the days of `window` if one is given (a backfill), else
     with `recent_days` (default: `[sync] recent_days`) above 0 its last days unless a
-    full read is due (see `plan.scope_windows`), else every day.
+    full read is due (see `plan.scope_windows`), else every day. With `[details]
+    entries`, entries' details too, under `[details] max_requests`; `reread_details`
+    reads again those of every entry in `window`, whatever their age.
 
     Raises:
         ConfigError: no token or no scopes.
@@ -128,7 +134,7 @@ def run_sync(
     engine = engines.make_engine(settings.database_url)  # a bad URL fails here, before Asana
     try:
         with Fetcher(settings.asana, token, sleep=sleep, today=today) as fetcher:
-            checked = fetcher.preflight(scopes[0])
+            checked = fetcher.preflight(scopes[0], details=settings.details.entries)
             # only once Asana took the token and plan: connecting makes a SQLite file
             engines.check_connection(engine)
             feed = plan.feedable(settings.asana.requests_per_minute / 60.0, checked.latency,
@@ -145,7 +151,10 @@ def run_sync(
                 migrate_or_check(engine, migrate=migrate)
                 if listings is None:
                     windows = _windows(engine, scopes, window, recent, settings, today)
-                run = _Run(engine, fetcher, locks, command, windows, progress)
+                details = DetailsReader(engine, fetcher, scopes, settings.details,
+                                        checked.details, today,
+                                        window=(window or DateWindow()) if reread_details else None)
+                run = _Run(engine, fetcher, locks, command, windows, details, progress)
                 return run.execute(
                     listings, lambda: _plan(engine, windows, feed, fetcher.page_size),
                     concurrency=settings.asana.concurrency)
@@ -164,11 +173,13 @@ def run_backfill(
     migrate: bool = True,
     sleep: Sleep = time.sleep,
     progress: Progress | None = None,
+    reread_details: bool = False,
 ) -> RunResult:
     """A one-off load of the scopes named (else the configured ones), limited to `window`:
-    its days are asked of Asana, and only they are checked for deletions."""
+    its days are asked of Asana, and only they are checked for deletions; with
+    `reread_details`, the details of every entry of the window are read again."""
     return run_sync(settings, command="backfill", scopes=scopes, window=window, migrate=migrate,
-                    sleep=sleep, progress=progress)
+                    sleep=sleep, progress=progress, reread_details=reread_details)
 
 
 def request_stop(signal_name: str, signal_number: int) -> bool:
@@ -224,16 +235,18 @@ class _Run:
     current: ClassVar[_Run | None] = None
 
     def __init__(self, engine: sa.Engine, fetcher: Fetcher, locks: ScopeLocks, command: str,
-                 windows: dict[Scope, DateWindow], progress: Progress | None) -> None:
+                 windows: dict[Scope, DateWindow], details: DetailsReader,
+                 progress: Progress | None) -> None:
         """`locks`: the run's scope locks, held."""
         self.started = time.monotonic()
         self.fetcher = fetcher
         self.command = command
+        self.details = details
         self.progress = progress
         self.interrupt: Interrupted | None = None
         self.writer = Writer(engine, locks)
         self.record = RunRecord(engine, self.writer, locks, command)
-        run_id = self.record.start(windows)
+        run_id = self.record.start(windows, details_list=details.list_answer)
         self.results = {scope: ScopeResult(scope, window=window)
                         for scope, window in windows.items()}
         self.loader = BatchLoader(self.writer, run_id)
@@ -253,6 +266,10 @@ class _Run:
                      self.record.run_id, self.command, count(len(self.results), "scope"),
                      f" ({windowed} of them in a window of days)" if windowed else "",
                      count(len(listings), "listing"), count(concurrency, "request"))
+            log.debug("the fetcher process started by %s", self.fetcher.method,
+                      extra={"event": "fetcher_started", "fields": {"method": self.fetcher.method,
+                                                                    "pid": self.fetcher.pid}})
+            self.details.start()
             self._loop()
         except BaseException as original:
             _Run.current = None
@@ -276,19 +293,27 @@ class _Run:
 
     def _loop(self) -> None:
         open_scopes = len(self.results)
-        while open_scopes:
+        while open_scopes or not self.details.finished:
             message = self._next_message()
             batch, message = self.loader.gather(message, self.fetcher.receive,
                                                 self.scopes.is_open)
             if batch:
-                for scope, (counts, pages) in self.loader.load(batch).items():
-                    result = self.results[scope]
-                    result.pages += pages
-                    result.counts.add(counts)
+                self._load(batch)
             if isinstance(message, (ScopeListed, ConfirmDone)) and self.scopes.is_open(message.scope):
-                open_scopes -= self.scopes.handle(message)
+                if self.scopes.handle(message):
+                    open_scopes -= 1
+                    self.details.scope_closed(all_closed=not open_scopes)
+            elif isinstance(message, DetailsDone):
+                self.details.done(message)
             if self.progress is not None:
-                self.progress(list(self.results.values()), self.fetcher.stats.retries)
+                self.progress(list(self.results.values()), self.fetcher.stats.retries,
+                              self.details.read)
+
+    def _load(self, batch: list[Any]) -> None:
+        self.details.observe(batch)
+        loaded = self.loader.load(batch)
+        loaded.add_to(self.results)
+        self.details.changed += loaded.details_changed
 
     def _next_message(self) -> Any:
         while True:
@@ -321,31 +346,27 @@ class _Run:
 
     def _finish(self, status: str, error: str | None) -> None:
         failed = sum(r.status == runs.FAILED for r in self.results.values())
-        self.record.finish(status, error, failed)
+        details = self.details.tally()
+        self.record.finish(status, error, failed, details)
         stats = self.fetcher.stats
         fields = {
             "run_id": self.record.run_id, "status": status, "scopes": len(self.results),
-            "scopes_failed": failed, **vars(self._totals()),
+            "scopes_failed": failed, **vars(totals(self.results.values())),
             "seconds": round(time.monotonic() - self.started, 3),
             "load_seconds": round(self.loader.load_seconds, 3), "requests": stats.requests,
-            "retries": stats.retries, "rate_limited": stats.rate_limited,
+            "retries": stats.retries, "rate_limited": stats.rate_limited, **details,
         }
         log.info("run #%d finished: %s", self.record.run_id, status,
                  extra={"event": "run_finished", "fields": fields})
-
-    def _totals(self) -> PageCounts:
-        total = PageCounts()
-        for r in self.results.values():
-            total.add(r.counts)
-        return total
 
     def _result(self, status: str, last_success: float | None) -> RunResult:
         stats = self.fetcher.stats
         return RunResult(
             command=self.command, run_id=self.record.run_id, status=status,
-            scopes=list(self.results.values()), counts=self._totals(),
+            scopes=list(self.results.values()), counts=totals(self.results.values()),
             seconds=time.monotonic() - self.started, load_seconds=self.loader.load_seconds,
             requests=stats.requests, retries=stats.retries, rate_limited=stats.rate_limited,
             last_success=last_success, started_at=self.record.started_at,
             finished_at=self.record.finished_at, error=self.record.error,
+            **self.details.tally(count_backlog=False),
         )

@@ -56,16 +56,18 @@ class RunRecord:
         #: runs on other hosts with a lock free, and when they were first suspected
         self.suspects: dict[int, float] = {}
 
-    def start(self, windows: dict[Scope, DateWindow]) -> int:
+    def start(self, windows: dict[Scope, DateWindow], details_list: str | None = None) -> int:
         """Write the run's row and its scopes' rows (each with the days read), after
-        marking the runs that died `abandoned`; returns the run's id."""
+        marking the runs that died `abandoned`; returns the run's id. `details_list`:
+        what the list answered to the entries' details' fields."""
         now = runs.utcnow()
         dead, self.suspects = self.dead_runs()
 
         def start(conn: sa.Connection) -> int:
             if dead:
                 _abandon(conn, dead, now)
-            run_id = runs.start_run(conn, self.command, len(windows), now)
+            run_id = runs.start_run(conn, self.command, len(windows), now,
+                                    details_list=details_list)
             for scope, window in windows.items():
                 runs.start_scope(conn, run_id, scope, now, window)
             return run_id
@@ -120,9 +122,11 @@ class RunRecord:
 
         self.writer.own_row(close)
 
-    def finish(self, status: str, error: str | None, failed: int) -> None:
-        """The run's final status, `failed` scopes, and the suspects that stayed so long
-        enough to be taken for gone."""
+    def finish(self, status: str, error: str | None, failed: int,
+               details: dict[str, int | None] | None = None) -> None:
+        """The run's final status, `failed` scopes, what it did with entries' details
+        (`sync_runs.details_*`), and the suspects that stayed so long enough to be taken
+        for gone."""
         self.finished_at, self.error = runs.utcnow(), error
         dead: list[int] = []
         if self.suspects and self.writer.lost is None:
@@ -135,7 +139,7 @@ class RunRecord:
             if dead:
                 _abandon(conn, dead, self.finished_at)
             runs.finish_run(conn, self.run_id, status, self.finished_at, scopes_failed=failed,
-                            error=error)
+                            error=error, **(details or {}))
 
         self.writer.own_row(finish)
         if dead:

@@ -4,6 +4,7 @@ its `sync_runs` row and the command's last line, so that the three always agree.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +70,11 @@ class RunResult:
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
     error: str | None = None
+    #: entries' details: requests spent on them, entries whose details changed, and
+    #: entries still to read (None: details are off)
+    details_requests: int = 0
+    details_changed: int = 0
+    details_backlog: int | None = None
 
     @property
     def exit_code(self) -> ExitCode:
@@ -116,7 +122,8 @@ class RunResult:
             "seconds": round(self.seconds, 3), "requests": self.requests,
             "retries": self.retries, "rate_limited": self.rate_limited,
             "started_at": iso(self.started_at), "finished_at": iso(self.finished_at),
-            "error": self.error,
+            "error": self.error, "details_requests": self.details_requests,
+            "details_changed": self.details_changed, "details_backlog": self.details_backlog,
         }
 
     def summary(self) -> str:
@@ -126,8 +133,24 @@ class RunResult:
             f"{self.command} {self.status}: {count(len(self.scopes), 'scope')}"
             f"{f' ({failed} failed)' if failed else ''}, {count(c.entries, 'entry')} seen, "
             f"{c.inserted} inserted, {c.updated} updated, {c.unchanged} unchanged, "
-            f"{c.deleted} deleted, {c.rejected} rejected in {self.seconds:.1f} s"
+            f"{c.deleted} deleted, {c.rejected} rejected{self._details()} in {self.seconds:.1f} s"
         )
+
+    def _details(self) -> str:
+        """', details: 312 requests, 40 changed, 1200 left' with details on, else ''."""
+        if self.details_backlog is None and not self.details_requests:
+            return ""
+        left = "" if self.details_backlog is None else f", {self.details_backlog} left"
+        return (f"; details: {count(self.details_requests, 'request')}, "
+                f"{self.details_changed} changed{left}")
+
+
+def totals(scopes: Iterable[ScopeResult]) -> PageCounts:
+    """The run's counts: its scopes' summed."""
+    total = PageCounts()
+    for scope in scopes:
+        total.add(scope.counts)
+    return total
 
 
 def iso(value: dt.date | dt.datetime | None) -> str | None:

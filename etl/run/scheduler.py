@@ -86,10 +86,11 @@ class ListingTask:
 
 @dataclass(eq=False)
 class SingleRequest:
-    """One request that is not a listing's page (a deletion confirmation, say): `send`
-    sends it and deals with its answer."""
+    """One request that is not a listing's page (a deletion confirmation, an entry's
+    details): `send` sends it and deals with its answer; `scope`, the scope it is for,
+    if any."""
 
-    scope: Scope
+    scope: Scope | None
     send: Callable[[], None]
 
 

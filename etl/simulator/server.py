@@ -29,6 +29,7 @@ class RequestRecord:
     params: dict[str, str]
     status: int | str
     in_flight: int = 0  # requests being handled when this one came, itself included
+    at: float = 0.0  # when it was answered (Unix time)
 
 
 class AsanaSimulator:
@@ -157,8 +158,9 @@ class AsanaSimulator:
     def _record(self, method: str, path: str, params: dict[str, str], status: int | str,
                 in_flight: int = 0) -> None:
         with self._lock:
-            self.requests.append(RequestRecord(method, path, params, status, in_flight))
-            self._last = time.time()
+            now = time.time()
+            self.requests.append(RequestRecord(method, path, params, status, in_flight, now))
+            self._last = now
             if self._first is None:
                 self._first = self._last
 

@@ -84,3 +84,25 @@ def _schema_state(shown: str, revision: str | None) -> DatabaseCheck:
     return DatabaseCheck(shown, False, f"schema at {revision}, which this version does not "
                          f"know (its newest is {head})", "install the asana-etl version that "
                          "made it (or a newer one): an older one must not write to it")
+
+
+def details_backlog(settings: Settings) -> int | None:
+    """Entries whose details are still to read, as the database holds them (None: no
+    database yet, or one that does not answer: unknown until the first sync)."""
+    from etl.store.details import backlog_size
+
+    try:
+        engine = engines.make_engine(settings.database_url)
+    except DatabaseError:
+        return None
+    try:
+        if engine.dialect.name == "sqlite" and not _sqlite_file_exists(engine):
+            return None
+        if migrate.current_revision(engine) is None:
+            return None
+        with engine.connect() as conn:
+            return backlog_size(conn)
+    except (DatabaseError, sa.exc.SQLAlchemyError):
+        return None
+    finally:
+        engine.dispose()

@@ -129,3 +129,16 @@ def mysql_retype_text_columns(table: str,
     ]
     if changes:
         op.execute(f"ALTER TABLE {table} " + ", ".join(changes))
+
+
+def view_columns(name: str) -> set[str]:
+    return {c["name"] for c in _inspector().get_columns(name)}
+
+
+def replace_view(name: str, select: str, having: str) -> None:
+    """Make view `name` the one `select` defines, where the one there lacks the column
+    `having` (an older definition): dropped, then created. Run again after a kill between
+    the two (MySQL commits each), it creates what is missing; after both, it does nothing."""
+    if has_view(name) and having not in view_columns(name):
+        op.execute(f"DROP VIEW {name}")
+    create_view_if_missing(name, select)

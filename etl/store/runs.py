@@ -48,7 +48,8 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def start_run(conn: sa.Connection, command: str, scopes_total: int, now: dt.datetime) -> int:
+def start_run(conn: sa.Connection, command: str, scopes_total: int, now: dt.datetime,
+              details_list: str | None = None) -> int:
     result = conn.execute(
         sa.insert(sync_runs).values(
             command=command,
@@ -57,6 +58,7 @@ def start_run(conn: sa.Connection, command: str, scopes_total: int, now: dt.date
             scopes_total=scopes_total,
             hostname=socket.gethostname()[:255],
             pid=os.getpid(),
+            details_list=details_list,
         )
     )
     return int(result.inserted_primary_key[0])
@@ -154,11 +156,16 @@ def finish_run(
     *,
     scopes_failed: int = 0,
     error: str | None = None,
+    details_requests: int = 0,
+    details_changed: int = 0,
+    details_backlog: int | None = None,
 ) -> None:
     conn.execute(
         sa.update(sync_runs)
         .where(sync_runs.c.id == run_id)
-        .values(status=status, finished_at=now, scopes_failed=scopes_failed, error=error)
+        .values(status=status, finished_at=now, scopes_failed=scopes_failed, error=error,
+                details_requests=details_requests, details_changed=details_changed,
+                details_backlog=details_backlog)
     )
 
 

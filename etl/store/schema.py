@@ -88,9 +88,20 @@ time_tracking_entries = sa.Table(
     sa.Column("first_seen_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("deleted_at", UTCDateTime, nullable=True),
+    # the entry's details (`[details] entries`, migration 0009): null until read
+    sa.Column("task_gid", gid_type(), nullable=True),
+    sa.Column("task_name", LongText, nullable=True),
+    sa.Column("billable_status", sa.String(32), nullable=True),
+    sa.Column("approval_status", sa.String(16), nullable=True),
+    sa.Column("description", LongText, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=True),
+    sa.Column("details_fetched_at", UTCDateTime, nullable=True),
+    # `content_hash` when the details were read: one that differs reads them again
+    sa.Column("details_content_hash", sa.String(32), nullable=True),
     sa.Index(None, "entered_on"),
     sa.Index(None, "created_by_gid"),
     sa.Index(None, "attributable_to_gid"),
+    sa.Index(None, "task_gid"),
     **MYSQL_TABLE_ARGS,
 )
 
@@ -128,6 +139,12 @@ sync_runs = sa.Table(
     sa.Column("error", LongText, nullable=True),
     sa.Column("hostname", sa.String(255), nullable=True),
     sa.Column("pid", sa.Integer, nullable=True),
+    # entry details (migration 0009): requests spent, entries left for the next run,
+    # details changed, and what the list answered to their fields
+    sa.Column("details_requests", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("details_changed", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("details_backlog", sa.Integer, nullable=True),
+    sa.Column("details_list", sa.String(16), nullable=True),
     sa.Index(None, "started_at"),
     **MYSQL_TABLE_ARGS,
 )

@@ -1,0 +1,83 @@
+"""What the list of entries does not return: an entry's details, by the single GET, and
+the one request that tells whether the list returns them anyway.
+
+The list documents only a compact set of `opt_fields`; `task`, `created_at`,
+`approval_status`, `billable_status` and `description` are documented on
+`GET /time_tracking_entries/{gid}` alone. Asked for them anyway, the list may ignore
+them, refuse them (a 400 naming `opt_fields`), or return them: `probe_list` asks once,
+with `limit=1`, and a run reads them from the pages where it can, one request an entry
+where it cannot.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+from etl.asana.client import AsanaClient, CallStats
+from etl.asana.extract import ENTRIES_PATH, OPT_FIELDS, scope_params
+from etl.config import Scope
+from etl.errors import AuthError, AsanaError, RequestRejectedError
+from etl.transform import DETAIL_FIELDS
+
+log = logging.getLogger(__name__)
+
+#: What the list does with the details' `opt_fields`.
+ListAnswer = Literal["returned", "ignored", "refused", "unknown"]
+
+#: The fields asked for: the list's own, and the details.
+DETAIL_OPT_FIELDS = OPT_FIELDS + "," + ",".join(DETAIL_FIELDS)
+#: A list answer carries the details when its entries have these (the add-on's may be
+#: absent all the same).
+_LISTED = ("task", "created_at", "approval_status")
+
+
+def fetch_details(client: AsanaClient, gid: str, stats: CallStats | None = None
+                  ) -> dict[str, Any] | None:
+    """One entry with its details, or None when Asana answers 404 (it was deleted).
+
+    Raises:
+        RequestRejectedError: 403 (the token may not see it), 400, or an answer with no
+            `data` object.
+    """
+    try:
+        body = client.get(f"{ENTRIES_PATH}/{gid}", {"opt_fields": DETAIL_OPT_FIELDS}, stats)
+    except RequestRejectedError as exc:
+        if exc.status == 404:
+            return None
+        raise
+    data = body.get("data")
+    if not isinstance(data, dict):
+        raise RequestRejectedError(f"entry {gid}: the answer has no `data` object")
+    return data
+
+
+def probe_list(client: AsanaClient, scope: Scope) -> ListAnswer:
+    """Ask the list of `scope` for one entry with its details: whether it returns them,
+    ignores them or refuses them (`unknown`: the scope has no entry to tell by, or the
+    request failed otherwise, which the scope's own listing then reports).
+
+    Raises:
+        AuthError: 401 or 402.
+    """
+    try:
+        body = client.get(ENTRIES_PATH, {**scope_params(scope), "limit": 1,
+                                         "opt_fields": DETAIL_OPT_FIELDS})
+    except AuthError:
+        raise
+    except RequestRejectedError as exc:
+        if exc.status == 400 and "opt_fields" in exc.message:
+            return _said("refused", exc.message)
+        return _said("unknown", exc.message)
+    except AsanaError as exc:
+        return _said("unknown", exc.message)
+    data = body.get("data")
+    if not isinstance(data, list) or not data or not isinstance(data[0], dict):
+        return _said("unknown", "the scope has no entry to tell by")
+    return _said("returned" if all(f in data[0] for f in _LISTED) else "ignored")
+
+
+def _said(answer: ListAnswer, why: str | None = None) -> ListAnswer:
+    log.debug("the list %s the details' fields%s", answer, f" ({why})" if why else "",
+              extra={"event": "details_probe", "fields": {"answer": answer}})
+    return answer

@@ -1,0 +1,87 @@
+"""Entries' details in the fetcher: one `GET /time_tracking_entries/{gid}` an entry, each
+a single request in the scheduler's last queue, so that they take only the turns no
+listing and no deletion confirmation needs, and never slow a listing."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from etl.asana.client import AsanaClient, CallStats
+from etl.asana.details import fetch_details
+from etl.errors import AuthError, RequestRejectedError
+from etl.run.messages import DetailRead, DetailsDone, DetailsOrder
+from etl.run.scheduler import RequestScheduler, SingleRequest
+from etl.transform import RecordRejected, to_details
+
+log = logging.getLogger(__name__)
+
+#: The scheduler's queue of details: after the deletion confirmations.
+QUEUE = 1
+
+
+@dataclass(eq=False)
+class _Order:
+    """One `DetailsOrder`: entries still to answer, and the error that stopped it."""
+
+    left: int
+    error: BaseException | None = None
+
+
+class DetailReads:
+    """Answers `DetailsOrder`s: a `DetailRead` an entry, then one `DetailsDone`.
+    `stats` count the details' requests alone; `portable(exc)` is what an error may
+    cross the pipe as."""
+
+    def __init__(self, client: AsanaClient, scheduler: RequestScheduler,
+                 send: Callable[[Any], None],
+                 portable: Callable[[BaseException], BaseException]) -> None:
+        self.client = client
+        self.scheduler = scheduler
+        self.send = send
+        self.portable = portable
+        self.stats = CallStats()
+        self._lock = threading.Lock()
+
+    def add(self, order: DetailsOrder) -> None:
+        state = _Order(len(order.gids))
+        self.scheduler.add_single(QUEUE, (SingleRequest(None, partial(self._read, state, gid))
+                                          for gid in order.gids))
+
+    def _read(self, order: _Order, gid: str) -> None:
+        if order.error is None:
+            try:
+                self.send(self._answer(gid))
+            except BaseException as exc:  # Asana away for good, a refused token: stop
+                order.error = order.error or self.portable(exc)
+        with self._lock:
+            order.left -= 1
+            last = order.left == 0
+        if last:
+            self.send(DetailsDone(order.error, dataclasses.replace(self.stats)))
+
+    def _answer(self, gid: str) -> DetailRead:
+        """What Asana says of one entry's details (see `DetailRead`).
+
+        Raises:
+            AuthError, RetriableError: the token or Asana failed, not this entry.
+        """
+        try:
+            raw = fetch_details(self.client, gid, self.stats)
+        except AuthError:
+            raise
+        except RequestRejectedError as exc:  # this entry: a 403, say
+            return DetailRead(gid, problem=exc.message)
+        if raw is None:
+            return DetailRead(gid, gone=True)
+        try:
+            values, missing = to_details(raw)
+        except RecordRejected as exc:
+            log.warning("details of entry %s set aside: %s", gid, exc)
+            return DetailRead(gid, problem=str(exc))
+        return DetailRead(gid, values, missing)

@@ -1,0 +1,189 @@
+"""Entries' details, on the run's side: which entries to read, in batches, under the
+run's budget of requests (`[details] max_requests`).
+
+Where the list returns the details (`etl.asana.details.probe_list`), the listings carry
+them and no entry is read alone. Elsewhere each read is one request, so they go to the
+fetcher a batch at a time, each batch once the last was answered and written:
+1. with `backfill --details`, every entry of the backfill's window, whatever its age;
+2. the backlog: entries never read, or whose listed content changed since, newest
+   first (the entries this run inserts join it as their scopes load);
+3. the refresh set: entries read before that can still change, entered in the last
+   `[details] refresh_days` days in a week not approved.
+What the budget leaves is the backlog of the next run; a run killed midway loses only
+the batch in hand. The fetcher sends details only when no listing and no deletion
+confirmation needs the turn, so they never slow a listing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+import sqlalchemy as sa
+
+from etl.asana.client import CallStats
+from etl.config import DateWindow, DetailsSettings, Scope
+from etl.errors import AuthError
+from etl.run.fetcher import Fetcher
+from etl.run.messages import DetailRead, DetailsDone, PageRows
+from etl.store import details as stored
+from etl.store.runs import utcnow
+from etl.wording import count
+
+log = logging.getLogger(__name__)
+
+#: Entries in one order to the fetcher (it reads them side by side).
+BATCH = 500
+
+
+class DetailsReader:
+    """Orders the run's details batch by batch; `finished` once there is nothing more
+    to read this run (or the budget is spent)."""
+
+    def __init__(self, engine: sa.Engine, fetcher: Fetcher, scopes: list[Scope],
+                 settings: DetailsSettings, list_answer: str | None, today: dt.date,
+                 window: DateWindow | None = None) -> None:
+        self.engine = engine
+        self.fetcher = fetcher
+        self.scopes = scopes
+        self.enabled = settings.entries
+        self.list_answer = list_answer
+        #: entries are read one request each (else the listings carry the details)
+        self.alone = settings.entries and list_answer != "returned"
+        self.budget = settings.max_requests or None
+        self.window = window
+        self.refresh_since = (today - dt.timedelta(days=settings.refresh_days - 1)
+                              if settings.refresh_days > 0 else None)
+        self.started = utcnow()  # details read since are this run's own
+        self.ordered = 0
+        self.read = 0  # answers received
+        self.changed = 0
+        self.backlog: int | None = None  # entries still to read, at the run's end
+        self.stats = CallStats()  # the details' own requests
+        self.skipped: set[str] = set()  # could not be read this run: not asked again
+        self._in_flight = False
+        self._idle = False  # the last look found nothing to read
+        self._listings_done = False
+        self._stopped = False
+        self._after: dict[str, str | None] = {"window": None, "refresh": None}
+        self._said: set[str] = set()
+
+    @property
+    def finished(self) -> bool:
+        if not self.alone or self._stopped:
+            return True
+        return not self._in_flight and (self._spent() or (self._idle and self._listings_done))
+
+    def start(self) -> None:
+        """Order the first batch (entries the database held before this run)."""
+        if self.alone and self.list_answer != "unknown" and self.list_answer is not None:
+            log.info("entry details: the list %s their fields: one request an entry%s",
+                     self.list_answer, "" if self.budget is None else
+                     f", {count(self.budget, 'request')} at most this run")
+        self._order()
+
+    def scope_closed(self, all_closed: bool) -> None:
+        """A scope's entries are loaded: new ones may wait in the backlog."""
+        self._listings_done = all_closed
+        self._order()
+
+    def done(self, message: DetailsDone) -> None:
+        """A batch was answered (and what it found written): order the next.
+
+        Raises:
+            AuthError: Asana refused the token: the whole run stops.
+        """
+        self._in_flight = False
+        self.stats = message.details_stats
+        if isinstance(message.error, AuthError):
+            raise message.error
+        if message.error is not None:
+            self._stopped = True
+            log.warning("entry details: stopped for this run after %s: %s (the rest waits "
+                        "for the next run)", count(self.read, "entry"), _reason(message.error))
+            return
+        self._order()
+
+    def observe(self, batch: list[Any]) -> None:
+        """Take note of a batch's answers (before they are written): entries that could
+        not be read are not asked again this run; details the plan does not give are said
+        once."""
+        for message in batch:
+            if isinstance(message, PageRows):
+                self._say_missing(message.details_missing)
+            elif isinstance(message, DetailRead):
+                self.read += 1
+                if message.gone or message.problem is not None:
+                    self._skip(message)
+                self._say_missing(message.missing)
+
+    def _skip(self, message: DetailRead) -> None:
+        self.skipped.add(message.gid)
+        if message.problem is not None and "problem" not in self._said:
+            self._said.add("problem")
+            log.warning("entry details: entry %s could not be read: %s (said once; it stays "
+                        "in the backlog)", message.gid, message.problem)
+
+    def tally(self, count_backlog: bool = True) -> dict[str, int | None]:
+        """What the run did with details, as `sync_runs` and the summary name it:
+        requests spent, entries changed, and entries of its scopes still to read (None:
+        details off, or a database that no longer answers; counted once, at the end)."""
+        if count_backlog:
+            self.backlog = None
+            if self.enabled:
+                try:
+                    with self.engine.connect() as conn:
+                        self.backlog = stored.backlog_size(conn, self.scopes)
+                except sa.exc.SQLAlchemyError:
+                    pass  # the run ends on the database's failure, in its own words
+        return {"details_requests": self.stats.requests, "details_changed": self.changed,
+                "details_backlog": self.backlog}
+
+    def _say_missing(self, missing: tuple[str, ...]) -> None:
+        if missing and "missing" not in self._said:
+            self._said.add("missing")
+            log.warning("entry details: this workspace gives no %s: they come with Asana's "
+                        "Timesheets & Budgets add-on; stored as null", " or ".join(missing),
+                        extra={"event": "details_missing", "fields": {"missing": list(missing)}})
+
+    def _spent(self) -> bool:
+        return self.budget is not None and self.ordered >= self.budget
+
+    def _order(self) -> None:
+        if not self.alone or self._stopped or self._in_flight or self._spent():
+            return
+        size = BATCH if self.budget is None else min(BATCH, self.budget - self.ordered)
+        gids = self._next(size)
+        self._idle = not gids
+        if gids:
+            self.fetcher.details(gids)
+            self.ordered += len(gids)
+            self._in_flight = True
+
+    def _next(self, size: int) -> list[str]:
+        """The next `size` entries to read, in the order of the module's docstring."""
+        gids: list[str] = []
+        with self.engine.connect() as conn:
+            if self.window is not None:
+                gids += self._page(stored.in_window(conn, self.scopes, self.window, size,
+                                                    self._after["window"]), "window")
+            if len(gids) < size:
+                gids += stored.backlog(conn, self.scopes, size - len(gids),
+                                       exclude=self.skipped | set(gids))
+            if len(gids) < size and self.refresh_since is not None:
+                taken = set(gids)
+                gids += [g for g in self._page(stored.refresh_set(
+                    conn, self.scopes, self.refresh_since, size - len(gids),
+                    self._after["refresh"], read_before=self.started), "refresh")
+                    if g not in taken]
+        return gids
+
+    def _page(self, gids: list[str], cursor: str) -> list[str]:
+        if gids:
+            self._after[cursor] = gids[-1]
+        return gids
+
+
+def _reason(exc: BaseException) -> str:
+    return getattr(exc, "message", None) or str(exc)
