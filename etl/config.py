@@ -102,12 +102,19 @@ class DetailsSettings:
     `created_at`, one request an entry unless the list gives them; `max_requests` caps
     those requests in one run (0: no cap), the rest waiting for the next run;
     `refresh_days` is how far back the details that can still change (of a week not
-    approved) are read again on every run.
+    approved) are read again on every run. `categories`, `timesheets` and `rates` read
+    the entries' categories (and the workspace's), the weekly timesheet approvals of the
+    users whose entries are stored, and the hourly rates of their projects; categories
+    and timesheets live in `workspace`.
     """
 
     entries: bool = False
     max_requests: int = 20_000
     refresh_days: int = 35
+    categories: bool = False
+    timesheets: bool = False
+    rates: bool = False
+    workspace: str | None = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +156,10 @@ _DETAILS_KEYS = {
     "entries": ((bool,), "true or false"),
     "max_requests": ((int,), "an integer"),
     "refresh_days": ((int,), "an integer"),
+    "categories": ((bool,), "true or false"),
+    "timesheets": ((bool,), "true or false"),
+    "rates": ((bool,), "true or false"),
+    "workspace": ((str,), "a gid string"),
 }
 #: The sections of the file, in the order they are documented.
 _SECTIONS = ("asana", "database", "sync", "details", "scopes")
@@ -237,6 +248,7 @@ def _settings_from(data: dict[str, Any], source: str, env: Mapping[str, str]) ->
     _check_range(sync, "full_every_days", 0, MAX_DAYS, problem, section="sync")
     _check_range(details, "max_requests", 0, 100_000_000, problem, section="details")
     _check_range(details, "refresh_days", 0, MAX_DAYS, problem, section="details")
+    details_workspace(details, scopes, problem)
     for key in ("timeout_seconds", "backoff_max_seconds"):
         if key in asana and not asana[key] > 0:
             problem(f"[asana] {key}", f"must be greater than 0 (got {asana[key]!r})")
@@ -260,6 +272,23 @@ def _settings_from(data: dict[str, Any], source: str, env: Mapping[str, str]) ->
     return Settings(asana=asana_settings, database_url=database_url, sync=SyncSettings(**sync),
                     details=DetailsSettings(**details),
                     scopes=scopes, source=source)
+
+
+def details_workspace(details: dict[str, Any], scopes: tuple[Scope, ...], problem) -> None:
+    """`[details] workspace`: a gid; else `[scopes] workspace`, which categories and
+    timesheets need one of (they live in a workspace)."""
+    gid = details.get("workspace")
+    if gid is not None and (not gid.isascii() or not gid.isdigit()):
+        problem("[details] workspace", f"must be a gid, a string of digits (got {gid!r})")
+        return
+    if gid is None:
+        gid = next((s.gid for s in scopes if s.kind == "workspace"), None)
+        if gid is not None:
+            details["workspace"] = gid
+    wanted = [key for key in ("categories", "timesheets") if details.get(key)]
+    if wanted and gid is None:
+        problem("[details] workspace", f"{' and '.join(wanted)} live in a workspace: set "
+                "[details] workspace, or [scopes] workspace, to its gid")
 
 
 def _typed_section(section, name, known, problem, secret_key=None) -> dict[str, Any]:

@@ -229,3 +229,21 @@ def test_the_command_line_exits_2_on_a_token_with_a_line_break(tmp_path, asana_s
     assert ("ASANA_ACCESS_TOKEN" if source == "env" else str(tmp_path / "token")) in result.stderr
     assert SECRET_PART not in result.output and "second-line" not in result.output
     assert asana_server.requests == [] and not (tmp_path / "t.db").exists()
+
+
+def test_details_keys_and_the_workspace_categories_and_timesheets_need(tmp_path):
+    details = load_settings(write(tmp_path, '[details]\nentries = true\nmax_requests = 0\n'
+                                  'refresh_days = 14\nrates = true\n'
+                                  '[scopes]\nusers = ["12"]\n'), env={}).details
+    assert (details.entries, details.max_requests, details.refresh_days, details.rates) == (
+        True, 0, 14, True)
+    with pytest.raises(ConfigError, match=r"config.toml: \[details\] workspace: categories and "
+                       r"timesheets live in a workspace: set \[details\] workspace, or "
+                       r"\[scopes\] workspace, to its gid"):
+        load_settings(write(tmp_path, '[details]\ncategories = true\ntimesheets = true\n'
+                            '[scopes]\nusers = ["12"]\n'), env={})
+    taken = load_settings(write(tmp_path, '[details]\ntimesheets = true\n'
+                                '[scopes]\nworkspace = "11"\n'), env={}).details
+    assert taken.workspace == "11"
+    with pytest.raises(ConfigError, match=r"\[details\] entries: must be true or false"):
+        load_settings(write(tmp_path, '[details]\nentries = 1\n'), env={})

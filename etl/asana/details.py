@@ -11,11 +11,20 @@ where it cannot.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import time
 from typing import Any, Literal
 
 from etl.asana.client import AsanaClient, CallStats
-from etl.asana.extract import ENTRIES_PATH, OPT_FIELDS, scope_params
+from etl.asana.extract import (
+    ENTRIES_PATH,
+    OPT_FIELDS,
+    Preflight,
+    first_day,
+    preflight,
+    scope_params,
+)
 from etl.config import Scope
 from etl.errors import AuthError, AsanaError, RequestRejectedError
 from etl.transform import DETAIL_FIELDS
@@ -52,6 +61,31 @@ def fetch_details(client: AsanaClient, gid: str, stats: CallStats | None = None
     return data
 
 
+def preflight_details(client: AsanaClient, scope: Scope) -> Preflight:
+    """The run's preflight (`extract.preflight`) asking the list for the details' fields
+    too, so that one request tells both: whether Asana takes the token and plan, and what
+    the list does with those fields. Only a refusal (a 400 naming `opt_fields`) costs a
+    second, plain request.
+
+    Raises:
+        AuthError: 401 or 402.
+    """
+    started = time.monotonic()
+    try:
+        body = client.get(ENTRIES_PATH, {**scope_params(scope), "limit": 1,
+                                         "opt_fields": "entered_on," + ",".join(DETAIL_FIELDS)})
+    except AuthError:
+        raise
+    except RequestRejectedError as exc:
+        if exc.status == 400 and "opt_fields" in exc.message:
+            return dataclasses.replace(preflight(client, scope),
+                                       details=_said("refused", exc.message))
+        return Preflight(time.monotonic() - started, details=_said("unknown", exc.message))
+    except AsanaError as exc:
+        return Preflight(time.monotonic() - started, details=_said("unknown", exc.message))
+    return Preflight(time.monotonic() - started, first_day(body), _answer(body))
+
+
 def probe_list(client: AsanaClient, scope: Scope) -> ListAnswer:
     """Ask the list of `scope` for one entry with its details: whether it returns them,
     ignores them or refuses them (`unknown`: the scope has no entry to tell by, or the
@@ -71,6 +105,11 @@ def probe_list(client: AsanaClient, scope: Scope) -> ListAnswer:
         return _said("unknown", exc.message)
     except AsanaError as exc:
         return _said("unknown", exc.message)
+    return _answer(body)
+
+
+def _answer(body: dict[str, Any]) -> ListAnswer:
+    """What a list's answer to the details' fields says of them."""
     data = body.get("data")
     if not isinstance(data, list) or not data or not isinstance(data[0], dict):
         return _said("unknown", "the scope has no entry to tell by")

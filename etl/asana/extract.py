@@ -112,7 +112,7 @@ def preflight(client: AsanaClient, scope: Scope) -> Preflight:
     except AsanaError as exc:
         log.debug("preflight on scope %s: %s (left to the listing)", scope, exc.message)
         return Preflight(time.monotonic() - started)
-    return Preflight(time.monotonic() - started, _first_day(body))
+    return Preflight(time.monotonic() - started, first_day(body))
 
 
 def bounds_inclusive(client: AsanaClient, scope: Scope, day: dt.date) -> bool:
@@ -142,7 +142,7 @@ def bounds_inclusive(client: AsanaClient, scope: Scope, day: dt.date) -> bool:
 PROBE_LIMIT = 10
 
 
-def _first_day(body: dict[str, Any]) -> dt.date | None:
+def first_day(body: dict[str, Any]) -> dt.date | None:
     data = body.get("data")
     if isinstance(data, list) and data and isinstance(data[0], dict):
         try:
@@ -187,11 +187,12 @@ def expired(exc: OffsetExpiredError, restarts: int) -> OffsetExpiredError:
 
 
 def fetch_entry(
-    client: AsanaClient, gid: str, stats: CallStats | None = None
+    client: AsanaClient, gid: str, stats: CallStats | None = None,
+    opt_fields: str = ONE_ENTRY_FIELDS,
 ) -> dict[str, Any] | None:
     """One entry by gid, or None when Asana answers 404 (it was deleted)."""
     try:
-        body = client.get(f"{ENTRIES_PATH}/{gid}", {"opt_fields": ONE_ENTRY_FIELDS}, stats)
+        body = client.get(f"{ENTRIES_PATH}/{gid}", {"opt_fields": opt_fields}, stats)
     except RequestRejectedError as exc:
         if exc.status == 404:
             return None

@@ -39,12 +39,14 @@ class Confirmer:
 
     def __init__(self, client: AsanaClient, scheduler: RequestScheduler,
                  send: Callable[[Any], None], stats_of: Callable[[Scope], CallStats],
-                 portable: Callable[[BaseException], BaseException]) -> None:
+                 portable: Callable[[BaseException], BaseException],
+                 list_fields: Callable[[], str]) -> None:
         self.client = client
         self.scheduler = scheduler
         self.send = send
         self.stats_of = stats_of
         self.portable = portable
+        self.list_fields = list_fields
         self._lock = threading.Lock()
 
     def add(self, order: ConfirmOrder) -> None:
@@ -56,7 +58,7 @@ class Confirmer:
         stats = self.stats_of(order.scope)  # the scope was listed before its candidates came
         if order.error is None:
             try:
-                self.send(Confirmed(order.scope, gid, fetch_entry(self.client, gid, stats)))
+                self.send(self._answer(order.scope, gid, stats))
             except BaseException as exc:
                 order.error = order.error or self.portable(exc)
         with self._lock:
@@ -64,3 +66,14 @@ class Confirmer:
             last = order.left == 0
         if last:
             self.send(ConfirmDone(order.scope, order.error, dataclasses.replace(stats)))
+
+    def _answer(self, scope: Scope, gid: str, stats: CallStats) -> Confirmed:
+        """The entry with exactly the fields its listing returns (so that an entry that
+        did not change does not look changed), and its task."""
+        fields = self.list_fields()
+        raw = fetch_entry(self.client, gid, stats, opt_fields=f"{fields},task")
+        if raw is None:
+            return Confirmed(scope, gid, None)
+        listed = {"gid", "resource_type", *(f.split(".")[0] for f in fields.split(","))}
+        return Confirmed(scope, gid, {k: v for k, v in raw.items() if k in listed},
+                         task=raw.get("task"))

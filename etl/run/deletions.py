@@ -16,12 +16,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 import sqlalchemy as sa
 
 from etl.config import Scope
 from etl.asana.extract import still_in_scope
+from etl.run.messages import Confirmed
 from etl.store.links import mark_seen, unlink
 from etl.store.load import UpsertCounts, insert_rejected, mark_deleted, upsert_entries
 from etl.store.runs import PageCounts
@@ -38,12 +38,12 @@ from etl.transform import (
 log = logging.getLogger(__name__)
 
 def apply_confirmations(
-    conn: sa.Connection, run_id: int, scope: Scope,
-    answers: Sequence[tuple[str, dict[str, Any] | None]], now: dt.datetime,
+    conn: sa.Connection, run_id: int, scope: Scope, answers: Sequence[Confirmed],
+    now: dt.datetime,
 ) -> PageCounts:
-    """Write what Asana said about a batch of `scope`'s candidates (gid, and the entry or
-    None for a 404); returns what that changed."""
-    gone = [gid for gid, entry in answers if entry is None]
+    """Write what Asana said about a batch of `scope`'s candidates (the entry with the
+    fields its listing returns, or None for a 404); returns what that changed."""
+    gone = [answer.gid for answer in answers if answer.entry is None]
     deleted = mark_deleted(conn, gone, now)
     if gone:
         log.debug("scope %s: %d entries deleted in Asana", scope, deleted)
@@ -51,12 +51,11 @@ def apply_confirmations(
     rejections: list[Rejection] = []
     seen: list[str] = []  # still listed by this scope: the pass skipped them as data shifted
     moved: list[str] = []
-    for gid, entry in answers:
-        if entry is None:
+    for answer in answers:
+        gid, listed = answer.gid, answer.entry
+        if listed is None:
             continue
-        # the listing does not carry `task`: store what a listing would, so that the next
-        # listing does not see a difference
-        listed = {k: v for k, v in entry.items() if k != "task"}
+        # stored as a listing would store it, so that the next listing sees no difference
         try:
             row = to_row(listed)
         except RecordRejected as exc:
@@ -64,6 +63,7 @@ def apply_confirmations(
             seen.append(gid)
             continue
         rows.append((scope, row_values(row)))
+        entry = listed if answer.task is None else {**listed, "task": answer.task}
         (seen if still_in_scope(scope, entry) else moved).append(gid)
     updated = upsert_entries(conn, rows, now).counts.get(scope, UpsertCounts()).updated
     insert_rejected(conn, run_id, scope, rejections, now)

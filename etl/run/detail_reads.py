@@ -21,8 +21,9 @@ from etl.transform import RecordRejected, to_details
 
 log = logging.getLogger(__name__)
 
-#: The scheduler's queue of details: after the deletion confirmations.
-QUEUE = 1
+#: The scheduler's queue of details: the last, after deletion confirmations and the
+#: listings around the entries.
+QUEUE = 2
 
 
 @dataclass(eq=False)

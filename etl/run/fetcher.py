@@ -32,6 +32,7 @@ from typing import Any
 
 from etl.asana.client import CallStats, Sleep
 from etl.asana.extract import Preflight
+from etl.asana.resources import Resource
 from etl.config import AsanaSettings, Scope, Secret
 from etl.errors import ConfigError, FetcherDied
 from etl.run import plan
@@ -43,6 +44,7 @@ from etl.run.messages import (
     LogMessage,
     Preflighted,
     PreflightOrder,
+    ResourceOrder,
 )
 from etl.run.plan import Listing
 
@@ -76,8 +78,11 @@ class Fetcher:
     """
 
     def __init__(self, settings: AsanaSettings, token: Secret, *, page_size: int | None = None,
-                 sleep: Sleep = time.sleep, today: dt.date | None = None) -> None:
+                 sleep: Sleep = time.sleep, today: dt.date | None = None,
+                 list_categories: bool = False) -> None:
+        """`list_categories`: listings ask for the entries' categories too."""
         self.settings = settings
+        self.list_categories = list_categories
         self.token = token
         self.page_size = page_size or settings.page_size
         self.sleep = sleep
@@ -105,7 +110,8 @@ class Fetcher:
         messages_in, messages_out = context.Pipe(duplex=False)
         config = FetcherConfig(self.settings, self.token, self.page_size, self.sleep, self.today,
                                min_split_latency=plan.MIN_SPLIT_LATENCY,
-                               log_level=logging.getLogger("etl").getEffectiveLevel())
+                               log_level=logging.getLogger("etl").getEffectiveLevel(),
+                               list_categories=self.list_categories)
         # a forked process holds copies of this side's ends too, and must close them; a
         # spawned one is given only its own
         inherited = (orders_out, messages_in) if self.method == "fork" else ()
@@ -170,6 +176,11 @@ class Fetcher:
     def details(self, gids: list[str]) -> None:
         """Read these entries' details: `DetailRead` messages, then `DetailsDone`."""
         self._order(DetailsOrder(gids))
+
+    def resources(self, wanted: list[Resource]) -> None:
+        """Read these listings around the entries: `ResourcePage` messages, then one
+        `ResourceListed` each."""
+        self._order(ResourceOrder(wanted))
 
     def receive(self, timeout: float | None) -> Any:
         """The next message, or None if none came within `timeout` seconds.

@@ -35,13 +35,14 @@ from typing import Any
 
 from etl import logcontext
 from etl.asana.client import AsanaClient, Sleep
-from etl.asana.details import probe_list
+from etl.asana.details import preflight_details
 from etl.asana.extract import preflight
 from etl.config import AsanaSettings, Secret
 from etl.run import plan
 from etl.run.confirmations import Confirmer
 from etl.run.detail_reads import DetailReads
-from etl.run.listings import ListingReader, portable
+from etl.run.listings import ListAsks, ListingReader, portable
+from etl.run.resource_reads import ResourceReads
 from etl.run.messages import (
     ConfirmOrder,
     DetailsOrder,
@@ -49,6 +50,7 @@ from etl.run.messages import (
     LogMessage,
     Preflighted,
     PreflightOrder,
+    ResourceOrder,
 )
 from etl.run.scheduler import ListingTask, RequestScheduler
 
@@ -73,6 +75,8 @@ class FetcherConfig:
     today: dt.date
     min_split_latency: float = plan.MIN_SPLIT_LATENCY
     log_level: int = logging.NOTSET
+    #: listings ask for the entries' categories too
+    list_categories: bool = False
 
 
 def serve(config: FetcherConfig, orders: Connection, messages: Connection,
@@ -106,12 +110,14 @@ class _Fetcher:
         self.client = AsanaClient(config.settings, config.token, sleep=config.sleep)
         self.outbox = outbox
         outbox.client = self.client
-        self.scheduler = RequestScheduler(self.client.limiter, queues=2)
+        self.scheduler = RequestScheduler(self.client.limiter, queues=3)
         self.reader = ListingReader(config.settings, self.client, self.scheduler, outbox.send,
                                     page_size=config.page_size, today=config.today)
+        self.reader.asks = ListAsks(categories=config.list_categories)
         self.confirmer = Confirmer(self.client, self.scheduler, outbox.send,
-                                   self.reader.stats_of, portable)
+                                   self.reader.stats_of, portable, lambda: self.reader.asks.fields)
         self.details = DetailReads(self.client, self.scheduler, outbox.send, portable)
+        self.resources = ResourceReads(self.client, self.scheduler, outbox.send, portable)
 
     def serve(self, orders: Connection) -> None:
         for n in range(self.config.settings.concurrency):
@@ -131,6 +137,8 @@ class _Fetcher:
                 self.confirmer.add(order)
             elif isinstance(order, DetailsOrder):
                 self.details.add(order)
+            elif isinstance(order, ResourceOrder):
+                self.resources.add(order)
         # asked to stop, or the run is gone: nothing here needs finishing
         os._exit(0)
 
@@ -148,10 +156,12 @@ class _Fetcher:
     def _preflight(self, order: PreflightOrder) -> None:
         scope = order.scope
         try:
-            result = preflight(self.client, scope)
-            if order.details:  # what the list does with the details' fields, once a run
-                result = dataclasses.replace(result, details=probe_list(self.client, scope))
-                self.reader.list_details = result.details == "returned"
+            if order.details:  # and what the list does with the details' fields
+                result = preflight_details(self.client, scope)
+                self.reader.asks = dataclasses.replace(
+                    self.reader.asks, details=result.details == "returned")
+            else:
+                result = preflight(self.client, scope)
         except BaseException as exc:
             self.outbox.send(Preflighted(portable(exc)))
             return

@@ -29,6 +29,7 @@ from etl.asana.client import AsanaClient, CallStats
 from etl.asana.details import DETAIL_OPT_FIELDS
 from etl.asana.extract import OPT_FIELDS, bounds_inclusive, expired, pagination
 from etl.config import AsanaSettings, DateWindow, Scope
+from etl.dimensions import entry_categories
 from etl.errors import AsanaError, OffsetExpiredError
 from etl.run import plan
 from etl.run.messages import PageRows, ScopeListed
@@ -51,6 +52,21 @@ log = logging.getLogger(__name__)
 MAX_LISTING_RESTARTS = 3
 #: Request latencies the feed estimate looks at (the median of the latest).
 LATENCY_SAMPLES = 32
+
+
+@dataclass(frozen=True)
+class ListAsks:
+    """What listings ask for beyond the list's own fields: the entries' details (where the
+    list returns them), their categories (where they are wanted)."""
+
+    details: bool = False
+    categories: bool = False
+
+    @property
+    def fields(self) -> str:
+        """The `opt_fields` a listing asks for."""
+        fields = DETAIL_OPT_FIELDS if self.details else OPT_FIELDS
+        return fields + ",categories" if self.categories else fields
 
 
 @dataclass(eq=False)
@@ -81,7 +97,7 @@ class ListingReader:
         self.scopes: dict[Scope, ScopeTasks] = {}
         self.inclusive = False  # proved by the bounds probe: windows asked exactly
         self.splits = True  # off if the server turns out to ignore the date bounds
-        self.list_details = False  # the list returns the entries' details: ask for them
+        self.asks = ListAsks()  # what listings ask for beyond the list's own fields
         self._lock = threading.Lock()
         self._latencies: collections.deque[float] = collections.deque(maxlen=LATENCY_SAMPLES)
 
@@ -115,8 +131,7 @@ class ListingReader:
             return
         if listing.pages is None:
             listing.pages = pagination(listing.scope, listing.window, self.page_size,
-                                       self.inclusive,
-                                       DETAIL_OPT_FIELDS if self.list_details else OPT_FIELDS)
+                                       self.inclusive, self.asks.fields)
         started = time.monotonic()
         try:
             page = self.client.next_page(listing.pages, tasks.stats)
@@ -206,7 +221,7 @@ class ListingReader:
         """A page as rows, keeping the entries of the listing's own window; an entry
         outside even the days asked for means the server ignores the dates."""
         page, outside = flatten(listing.scope, listing.window, listing.restarts, data, number,
-                                details=self.list_details)
+                                details=self.asks.details, categories=self.asks.categories)
         if outside is not None and self.splits:
             self.splits = False
             log.warning("scope %s: Asana returned an entry of %s to a listing of %s: it seems "
@@ -233,7 +248,7 @@ def split_windows(listing: ListingTask, days: list[dt.date], idle: int,
 
 
 def flatten(scope: Scope, window: DateWindow, restarts: int, data: list[Any], number: int,
-            details: bool = False) -> tuple[PageRows, dt.date | None]:
+            details: bool = False, categories: bool = False) -> tuple[PageRows, dt.date | None]:
     """Page `number` of a listing of `window` as rows (the entries of its own days; the
     others belong to another listing, or are outside the run's window), with the records
     that fail validation set aside, and with `details` their details; and the day of an
@@ -259,10 +274,24 @@ def flatten(scope: Scope, window: DateWindow, restarts: int, data: list[Any], nu
             rows.append(row_values(row))
             if details:
                 _add_details(page, row["gid"], raw)
+            if categories:
+                _add_categories(page, row["gid"], raw)
         elif outside is None and day not in asked:
             outside = day
     page.rows, page.rejections, page.rejected_gids = rows, rejections, rejected
     return page, outside
+
+
+def _add_categories(page: PageRows, gid: str, raw: dict[str, Any]) -> None:
+    """The categories the entry carries (none said: the add-on is missing, nothing to
+    link; a malformed list: the links stay as they were)."""
+    try:
+        carried = entry_categories(raw)
+    except RecordRejected as exc:
+        log.warning("scope %s: categories of entry %s set aside: %s", page.scope, gid, exc)
+        return
+    if carried is not None:
+        page.categories.append((gid, carried))
 
 
 def _add_details(page: PageRows, gid: str, raw: dict[str, Any]) -> None:

@@ -23,11 +23,13 @@ import sqlalchemy as sa
 
 from etl.config import Scope
 from etl.run.deletions import apply_confirmations
-from etl.run.messages import Confirmed, DetailRead, PageRows
+from etl.run.dimensions import store_resource
+from etl.run.messages import Confirmed, DetailRead, PageRows, ResourcePage
 from etl.run.result import ScopeResult
 from etl.run.writer import RowRefused, Writer
 from etl.store import runs
 from etl.store.details import store_details
+from etl.store.dimensions import link_categories
 from etl.store.links import link_entries, mark_seen
 from etl.store.load import UpsertCounts, insert_rejected, upsert_entries
 from etl.store.runs import PageCounts
@@ -44,9 +46,9 @@ RAW = VALUE_COLUMNS.index("raw")
 #: The most of a refused entry's record that `rejected_records.payload` keeps.
 MAX_REFUSED_PAYLOAD = 1_000_000
 
-Batch = list[PageRows | Confirmed | DetailRead]
+Batch = list[PageRows | Confirmed | DetailRead | ResourcePage]
 #: The messages a batch is made of.
-_BATCHED = (PageRows, Confirmed, DetailRead)
+_BATCHED = (PageRows, Confirmed, DetailRead, ResourcePage)
 
 
 @dataclass
@@ -57,9 +59,11 @@ class _Parts:
     listed: dict[Scope, list[str]] = field(default_factory=dict)  # loaded: the scope links
     also: dict[Scope, list[str]] = field(default_factory=dict)  # seen, not loaded: rejected
     rejections: dict[Scope, list[Rejection]] = field(default_factory=dict)
-    answers: dict[Scope, list[tuple[str, dict[str, Any] | None]]] = field(default_factory=dict)
+    answers: dict[Scope, list[Confirmed]] = field(default_factory=dict)
     pages: dict[Scope, int] = field(default_factory=dict)
     details: list[tuple[str, DetailValues]] = field(default_factory=list)
+    categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    resources: list[ResourcePage] = field(default_factory=list)
 
 
 @dataclass
@@ -96,7 +100,7 @@ class BatchLoader:
         rows = 0
         deadline = time.monotonic() + BATCH_WAIT
         while isinstance(message, _BATCHED):
-            if isinstance(message, DetailRead) or wanted(message.scope):
+            if isinstance(message, (DetailRead, ResourcePage)) or wanted(message.scope):
                 batch.append(message)
                 rows += len(message.rows) if isinstance(message, PageRows) else 1
             if rows >= BATCH_ROWS:
@@ -148,6 +152,12 @@ class BatchLoader:
             confirmed = apply_confirmations(conn, self.run_id, scope, answered, now)
             counts.setdefault(scope, PageCounts()).add(confirmed)
         changed = store_details(conn, parts.details, now) if parts.details else 0
+        if parts.categories:  # an entry's links follow it: those it was listed with now
+            touched = upserted.new | upserted.changed
+            link_categories(conn, {gid: carried for gid, carried in parts.categories.items()
+                                   if gid in touched})
+        for page in parts.resources:
+            store_resource(conn, page)
         runs.record_batch(conn, self.run_id, {
             scope: (counts.get(scope, PageCounts()), pages) for scope, pages in parts.pages.items()})
         return counts, changed
@@ -175,14 +185,19 @@ class BatchLoader:
 def _split(batch: Batch) -> _Parts:
     parts = _Parts()
     for message in batch:
+        if isinstance(message, ResourcePage):
+            parts.resources.append(message)
+            continue
         if isinstance(message, DetailRead):
             if message.values is not None:
                 parts.details.append((message.gid, message.values))
             continue
         scope = message.scope
-        parts.details.extend(message.details if isinstance(message, PageRows) else ())
+        if isinstance(message, PageRows):
+            parts.details.extend(message.details)
+            parts.categories.update(message.categories)
         if isinstance(message, Confirmed):
-            parts.answers.setdefault(scope, []).append((message.gid, message.entry))
+            parts.answers.setdefault(scope, []).append(message)
             parts.pages.setdefault(scope, 0)
             continue
         parts.pages[scope] = parts.pages.get(scope, 0) + 1

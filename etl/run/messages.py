@@ -1,8 +1,9 @@
 """What crosses the pipe between a run and its fetcher process.
 
-Orders go one way (`PreflightOrder`, `ListOrder`, `ConfirmOrder`, `DetailsOrder`; None
-stops the process), messages the other (`Preflighted`, `PageRows`, `ScopeListed`,
-`Confirmed`, `ConfirmDone`, `DetailRead`, `DetailsDone`, `LogMessage`). Every message but a log record carries the client's
+Orders go one way (`PreflightOrder`, `ListOrder`, `ConfirmOrder`, `DetailsOrder`,
+`ResourceOrder`; None stops the process), messages the other (`Preflighted`,
+`PageRows`, `ScopeListed`, `Confirmed`, `ConfirmDone`, `DetailRead`, `DetailsDone`,
+`ResourcePage`, `ResourceListed`, `LogMessage`). Every message but a log record carries the client's
 counters as of when it was sent, so the run always knows what its requests cost.
 Everything here pickles: the fetcher may run in a process started by `spawn`.
 """
@@ -15,6 +16,7 @@ from typing import Any
 
 from etl.asana.client import CallStats
 from etl.asana.extract import Preflight
+from etl.asana.resources import Resource
 from etl.config import Scope
 from etl.run.plan import Listing
 from etl.transform import DetailValues, Rejection, RowValues
@@ -53,6 +55,14 @@ class DetailsOrder:
     gids: list[str]
 
 
+@dataclass(frozen=True)
+class ResourceOrder:
+    """Read these listings of what lives around the entries (categories, timesheets,
+    rates), a page at a time."""
+
+    resources: list[Resource]
+
+
 # --- messages (fetcher → run) ------------------------------------------------------------
 
 
@@ -72,6 +82,8 @@ class PageRows:
     #: fields they lacked
     details: list[tuple[str, DetailValues]] = field(default_factory=list)
     details_missing: tuple[str, ...] = ()
+    #: the categories each of its entries carries, where the listing asked for them
+    categories: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
 
 
 @dataclass
@@ -96,12 +108,14 @@ class ScopeListed(Done):
 
 @dataclass
 class Confirmed:
-    """What Asana says of one deletion candidate: the entry, or None for a 404."""
+    """What Asana says of one deletion candidate: the entry with the fields its listing
+    asks for, or None for a 404; and its task (a listing of a task holds its entries)."""
 
     scope: Scope
     gid: str
     entry: dict[str, Any] | None
     stats: CallStats = field(default_factory=CallStats)
+    task: dict[str, Any] | None = None
 
 
 class ConfirmDone(Done):
@@ -146,3 +160,26 @@ class LogMessage:
     """A log record of the fetcher's, for the run's process to log with its handlers."""
 
     record: logging.LogRecord
+
+
+@dataclass
+class ResourcePage:
+    """A page of a listing of `kind` (categories, timesheets, rates) of `key`."""
+
+    kind: str
+    key: str
+    data: list[Any]
+    stats: CallStats = field(default_factory=CallStats)
+
+
+@dataclass
+class ResourceListed:
+    """A listing of `kind` of `key` ended: in full, or refused (`refused`: Asana's
+    message; the plan does not give it), or with `error`."""
+
+    kind: str
+    key: str
+    error: BaseException | None = None
+    refused: str | None = None
+    stats: CallStats = field(default_factory=CallStats)
+

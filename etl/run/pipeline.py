@@ -21,7 +21,9 @@ The order of a run, and the module that does each step:
 6. a scope whose listings all completed is checked for deletions, within its window,
    then closed (`etl.run.completion`);
 7. with `[details] entries`, entries' details are read in the budget's gaps, one
-   request each unless the list returns them (`etl.run.details`);
+   request each unless the list returns them (`etl.run.details`); with `[details]
+   categories`, `timesheets` or `rates`, the listings around the entries
+   (`etl.run.dimensions`);
 8. the run's record gets its final status, and the run its result (`etl.run.result`).
 
 `_Run` is only the loop that moves messages between the fetcher and those parts. A
@@ -35,19 +37,21 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
 
 from etl.asana.client import Sleep
-from etl.config import DateWindow, Scope, Settings
+from etl.config import DateWindow, DetailsSettings, Scope, Settings
 from etl.errors import ConfigError, DatabaseError, DatabaseFailed, Interrupted, LockError
 from etl.run import plan
 from etl.run.completion import ScopeCompletion
 from etl.run.details import DetailsReader
+from etl.run.dimensions import DimensionsReader
 from etl.run.fetcher import Fetcher
 from etl.run.loader import BatchLoader
-from etl.run.messages import ConfirmDone, DetailsDone, ScopeListed
+from etl.run.messages import ConfirmDone, DetailsDone, ResourceListed, ScopeListed
 from etl.run.record import RunRecord, describe_error
 from etl.run.result import RunResult, ScopeResult, totals
 from etl.run.writer import Writer, classify, describe
@@ -133,7 +137,8 @@ def run_sync(
     today = runs.utcnow().date()
     engine = engines.make_engine(settings.database_url)  # a bad URL fails here, before Asana
     try:
-        with Fetcher(settings.asana, token, sleep=sleep, today=today) as fetcher:
+        with Fetcher(settings.asana, token, sleep=sleep, today=today,
+                     list_categories=settings.details.categories) as fetcher:
             checked = fetcher.preflight(scopes[0], details=settings.details.entries)
             # only once Asana took the token and plan: connecting makes a SQLite file
             engines.check_connection(engine)
@@ -151,10 +156,9 @@ def run_sync(
                 migrate_or_check(engine, migrate=migrate)
                 if listings is None:
                     windows = _windows(engine, scopes, window, recent, settings, today)
-                details = DetailsReader(engine, fetcher, scopes, settings.details,
-                                        checked.details, today,
-                                        window=(window or DateWindow()) if reread_details else None)
-                run = _Run(engine, fetcher, locks, command, windows, details, progress)
+                beyond = _Beyond(settings.details, checked.details, today,
+                                 (window or DateWindow()) if reread_details else None)
+                run = _Run(engine, fetcher, locks, command, windows, beyond, progress)
                 return run.execute(
                     listings, lambda: _plan(engine, windows, feed, fetcher.page_size),
                     concurrency=settings.asana.concurrency)
@@ -222,6 +226,17 @@ def _plan(engine: sa.Engine, windows: dict[Scope, DateWindow], feed: int,
     return plan.plan(list(windows.items()), history, feed=feed, page_size=page_size)
 
 
+@dataclass(frozen=True)
+class _Beyond:
+    """What a run reads beyond the list: `[details]`, what the list answered to the
+    details' fields, the run's day, and the window whose details are read again."""
+
+    settings: DetailsSettings
+    list_answer: str | None
+    today: dt.date
+    reread: DateWindow | None
+
+
 class _Run:
     """One run: the loop between the fetcher's messages and the parts that act on them.
 
@@ -235,18 +250,22 @@ class _Run:
     current: ClassVar[_Run | None] = None
 
     def __init__(self, engine: sa.Engine, fetcher: Fetcher, locks: ScopeLocks, command: str,
-                 windows: dict[Scope, DateWindow], details: DetailsReader,
+                 windows: dict[Scope, DateWindow], beyond: _Beyond,
                  progress: Progress | None) -> None:
         """`locks`: the run's scope locks, held."""
         self.started = time.monotonic()
         self.fetcher = fetcher
         self.command = command
-        self.details = details
         self.progress = progress
         self.interrupt: Interrupted | None = None
         self.writer = Writer(engine, locks)
+        scopes = list(windows)
+        self.details = DetailsReader(engine, fetcher, scopes, beyond.settings,
+                                     beyond.list_answer, beyond.today, beyond.reread)
+        self.dimensions = DimensionsReader(engine, fetcher, self.writer, scopes,
+                                           beyond.settings, beyond.today)
         self.record = RunRecord(engine, self.writer, locks, command)
-        run_id = self.record.start(windows, details_list=details.list_answer)
+        run_id = self.record.start(windows, details_list=beyond.list_answer)
         self.results = {scope: ScopeResult(scope, window=window)
                         for scope, window in windows.items()}
         self.loader = BatchLoader(self.writer, run_id)
@@ -270,6 +289,7 @@ class _Run:
                       extra={"event": "fetcher_started", "fields": {"method": self.fetcher.method,
                                                                     "pid": self.fetcher.pid}})
             self.details.start()
+            self.dimensions.start()
             self._loop()
         except BaseException as original:
             _Run.current = None
@@ -293,7 +313,7 @@ class _Run:
 
     def _loop(self) -> None:
         open_scopes = len(self.results)
-        while open_scopes or not self.details.finished:
+        while open_scopes or not self.details.finished or not self.dimensions.finished:
             message = self._next_message()
             batch, message = self.loader.gather(message, self.fetcher.receive,
                                                 self.scopes.is_open)
@@ -303,14 +323,18 @@ class _Run:
                 if self.scopes.handle(message):
                     open_scopes -= 1
                     self.details.scope_closed(all_closed=not open_scopes)
+                    self.dimensions.scope_closed(all_closed=not open_scopes)
             elif isinstance(message, DetailsDone):
                 self.details.done(message)
+            elif isinstance(message, ResourceListed):
+                self.dimensions.listed(message)
             if self.progress is not None:
                 self.progress(list(self.results.values()), self.fetcher.stats.retries,
                               self.details.read)
 
     def _load(self, batch: list[Any]) -> None:
         self.details.observe(batch)
+        self.dimensions.observe(batch)
         loaded = self.loader.load(batch)
         loaded.add_to(self.results)
         self.details.changed += loaded.details_changed
@@ -348,16 +372,8 @@ class _Run:
         failed = sum(r.status == runs.FAILED for r in self.results.values())
         details = self.details.tally()
         self.record.finish(status, error, failed, details)
-        stats = self.fetcher.stats
-        fields = {
-            "run_id": self.record.run_id, "status": status, "scopes": len(self.results),
-            "scopes_failed": failed, **vars(totals(self.results.values())),
-            "seconds": round(time.monotonic() - self.started, 3),
-            "load_seconds": round(self.loader.load_seconds, 3), "requests": stats.requests,
-            "retries": stats.retries, "rate_limited": stats.rate_limited, **details,
-        }
-        log.info("run #%d finished: %s", self.record.run_id, status,
-                 extra={"event": "run_finished", "fields": fields})
+        log.info("run #%d finished: %s", self.record.run_id, status, extra={
+            "event": "run_finished", "fields": self._result(status, None).log_fields()})
 
     def _result(self, status: str, last_success: float | None) -> RunResult:
         stats = self.fetcher.stats

@@ -126,6 +126,17 @@ class RunResult:
             "details_changed": self.details_changed, "details_backlog": self.details_backlog,
         }
 
+    def log_fields(self) -> dict[str, Any]:
+        """The run as its last log line (`run_finished`) carries it."""
+        return {
+            "run_id": self.run_id, "status": self.status, "scopes": len(self.scopes),
+            "scopes_failed": len(self.failed_scopes), **vars(self.counts),
+            "seconds": round(self.seconds, 3), "load_seconds": round(self.load_seconds, 3),
+            "requests": self.requests, "retries": self.retries,
+            "rate_limited": self.rate_limited, "details_requests": self.details_requests,
+            "details_changed": self.details_changed, "details_backlog": self.details_backlog,
+        }
+
     def summary(self) -> str:
         c = self.counts
         failed = len(self.failed_scopes)

@@ -16,7 +16,7 @@ import datetime as dt
 import functools
 import re
 from collections.abc import Hashable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
@@ -50,10 +50,11 @@ K = TypeVar("K", bound=Hashable)
 
 @dataclass
 class Upserted(Generic[K]):
-    """What `upsert_entries` did: counts by key, and the gids it inserted."""
+    """What `upsert_entries` did: counts by key, and the gids it inserted and updated."""
 
     counts: dict[K, UpsertCounts]
     new: set[str]
+    changed: set[str] = field(default_factory=set)
 
 
 def upsert_entries(
@@ -98,7 +99,7 @@ def upsert_entries(
     new = sorted(v for gid, v in latest.items() if gid not in stored)
     changed = sorted(v for gid, v in latest.items() if gid in stored and stored[gid] != v[HASH])
     _write_entries(conn, new, changed, now)
-    return Upserted(counts, {v[0] for v in new})
+    return Upserted(counts, {v[0] for v in new}, {v[0] for v in changed})
 
 
 #: The columns an upsert writes, in the order of its values.

@@ -223,3 +223,53 @@ rejected_records = sa.Table(
     **MYSQL_TABLE_ARGS,
 )
 
+
+# --- around the entries (`[details]` categories, timesheets, rates; migration 0010) -----
+
+time_tracking_categories = sa.Table(
+    "time_tracking_categories",
+    metadata,
+    sa.Column("gid", gid_type(), primary_key=True),
+    sa.Column("name", LongText, nullable=True),
+    sa.Column("color", sa.String(32), nullable=True),
+    sa.Column("is_archived", sa.Boolean, nullable=False),
+    # set when Asana lists it no more (archived or not): the row stays, as entries' do
+    sa.Column("deleted_at", UTCDateTime, nullable=True),
+    **MYSQL_TABLE_ARGS,
+)
+
+#: Which categories an entry carries, as its last listing with categories showed them.
+time_tracking_entry_categories = sa.Table(
+    "time_tracking_entry_categories",
+    metadata,
+    sa.Column("entry_gid", gid_type(), primary_key=True),
+    sa.Column("category_gid", gid_type(), primary_key=True),
+    sa.Index(None, "category_gid"),
+    **MYSQL_TABLE_ARGS,
+)
+
+#: One a user a week (Monday to Sunday, UTC): the week's approval, in upper case.
+timesheet_approval_statuses = sa.Table(
+    "timesheet_approval_statuses",
+    metadata,
+    sa.Column("gid", gid_type(), primary_key=True),
+    sa.Column("user_gid", gid_type(), nullable=False),
+    sa.Column("start_date", sa.Date, nullable=False),
+    sa.Column("end_date", sa.Date, nullable=False),
+    sa.Column("approval_status", sa.String(16), nullable=False),
+    sa.Index(None, "user_gid", "start_date"),
+    **MYSQL_TABLE_ARGS,
+)
+
+#: An hourly rate of a person (or a placeholder) on a project.
+rates = sa.Table(
+    "rates",
+    metadata,
+    sa.Column("gid", gid_type(), primary_key=True),
+    sa.Column("parent_gid", gid_type(), nullable=False),
+    sa.Column("resource_gid", gid_type(), nullable=False),
+    sa.Column("rate", sa.Numeric(18, 6, asdecimal=False), nullable=True),
+    sa.Column("currency_code", sa.String(8), nullable=True),
+    sa.Index(None, "parent_gid", "resource_gid"),
+    **MYSQL_TABLE_ARGS,
+)

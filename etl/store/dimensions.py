@@ -1,0 +1,160 @@
+"""What lives around the entries, in the database: categories and the entries' links to
+them, weekly timesheet approvals, rates; and which users and projects to read them for.
+
+Each write looks first and writes only what differs, so a run over unchanged data
+writes no row here either.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from etl.config import Scope
+from etl.dimensions import CategoryRow, RateRow, TimesheetRow
+from etl.store.bulk import IN_CHUNK, chunks
+from etl.store.schema import (
+    rates,
+    time_tracking_categories,
+    time_tracking_entries,
+    time_tracking_entry_categories,
+    time_tracking_entry_scopes,
+    timesheet_approval_statuses,
+)
+
+categories = time_tracking_categories
+links = time_tracking_entry_categories
+timesheets = timesheet_approval_statuses
+entries = time_tracking_entries
+
+
+def _upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]],
+            extra: Mapping[str, Any] | None = None) -> int:
+    """Insert new rows, update those that differ (by gid); `extra`: values set on every
+    row written (and compared: a row that lacks them differs). Returns rows written."""
+    latest = {row["gid"]: {**row, **(extra or {})} for row in rows}
+    names = list(next(iter(latest.values()))) if latest else []
+    stored: dict[str, tuple] = {}
+    for chunk in chunks(sorted(latest), IN_CHUNK):
+        query = sa.select(table.c.gid, *(table.c[n] for n in names)).where(table.c.gid.in_(chunk))
+        stored.update({row[0]: tuple(row[1:]) for row in conn.execute(query)})
+    new = [row for gid, row in latest.items() if gid not in stored]
+    changed = [row for gid, row in latest.items()
+               if gid in stored and stored[gid] != tuple(row[n] for n in names)]
+    if new:
+        conn.execute(sa.insert(table), new)
+    if changed:
+        conn.execute(sa.update(table).where(table.c.gid == sa.bindparam("g")).values(
+            {n: sa.bindparam(f"v_{n}") for n in names if n != "gid"}),
+            [{"g": row["gid"], **{f"v_{n}": row[n] for n in names if n != "gid"}}
+             for row in changed])
+    return len(new) + len(changed)
+
+
+def upsert_categories(conn: sa.Connection, rows: Sequence[CategoryRow]) -> int:
+    """Categories as Asana lists them (one listed again is no longer gone)."""
+    return _upsert(conn, categories, rows, {"deleted_at": None})
+
+
+def mark_gone_categories(conn: sa.Connection, listed: set[str], now: dt.datetime) -> int:
+    """Categories Asana lists no more, archived or not: marked gone, the rows stay."""
+    gone = [gid for (gid,) in conn.execute(sa.select(categories.c.gid)
+                                           .where(categories.c.deleted_at.is_(None)))
+            if gid not in listed]
+    for chunk in chunks(gone, IN_CHUNK):
+        conn.execute(sa.update(categories).where(categories.c.gid.in_(chunk))
+                     .values(deleted_at=now))
+    return len(gone)
+
+
+def link_categories(conn: sa.Connection, carried: Mapping[str, Sequence[str]]) -> int:
+    """Each of these entries carries exactly these categories: links it no longer has go,
+    new ones come, the others stay untouched. Returns links written or removed."""
+    stored: dict[str, set[str]] = {gid: set() for gid in carried}
+    for chunk in chunks(sorted(carried), IN_CHUNK):
+        for entry, category in conn.execute(
+                sa.select(links.c.entry_gid, links.c.category_gid)
+                .where(links.c.entry_gid.in_(chunk))):
+            stored[entry].add(category)
+    added = [{"entry_gid": e, "category_gid": c} for e, cs in carried.items()
+             for c in dict.fromkeys(cs) if c not in stored[e]]
+    removed = [(e, c) for e, cs in stored.items() for c in cs if c not in set(carried[e])]
+    if added:
+        conn.execute(sa.insert(links), added)
+    for entry, category in removed:
+        conn.execute(sa.delete(links).where(links.c.entry_gid == entry,
+                                            links.c.category_gid == category))
+    return len(added) + len(removed)
+
+
+def upsert_timesheets(conn: sa.Connection, rows: Sequence[TimesheetRow]) -> int:
+    return _upsert(conn, timesheets, rows)
+
+
+def upsert_rates(conn: sa.Connection, rows: Sequence[RateRow]) -> int:
+    return _upsert(conn, rates, rows)
+
+
+def drop_unlisted_rates(conn: sa.Connection, project: str, listed: set[str]) -> int:
+    """A project's rates that Asana lists no more: gone (a rate is a setting, not a
+    record of what happened)."""
+    gone = [gid for (gid,) in conn.execute(sa.select(rates.c.gid)
+                                           .where(rates.c.parent_gid == project))
+            if gid not in listed]
+    for chunk in chunks(gone, IN_CHUNK):
+        conn.execute(sa.delete(rates).where(rates.c.gid.in_(chunk)))
+    return len(gone)
+
+
+def _of_scopes(scopes: Sequence[Scope]) -> sa.ColumnElement[bool]:
+    scope_links = time_tracking_entry_scopes
+    return sa.exists().where(
+        scope_links.c.entry_gid == entries.c.gid,
+        sa.tuple_(scope_links.c.scope_type, scope_links.c.scope_gid).in_(
+            [(s.kind, s.gid) for s in scopes]))
+
+
+def projects_to_rate(conn: sa.Connection, scopes: Sequence[Scope]) -> list[str]:
+    """The projects the live entries of `scopes` are attributed to."""
+    query = (sa.select(entries.c.attributable_to_gid).distinct()
+             .where(entries.c.deleted_at.is_(None), entries.c.attributable_to_gid.is_not(None),
+                    _of_scopes(scopes))
+             .order_by(entries.c.attributable_to_gid))
+    return list(conn.execute(query).scalars())
+
+
+def weeks_to_read(conn: sa.Connection, scopes: Sequence[Scope],
+                  recent: dt.date) -> list[tuple[str, dt.date]]:
+    """Each user whose live entries `scopes` hold, with the first day to read their
+    weeks from: the Monday of their earliest entry when a week of theirs was never read;
+    else the earliest week that can still change (not approved), or `recent` (an
+    approval can be recalled), whichever is earlier."""
+    first_entry = (sa.select(entries.c.created_by_gid.label("user"),
+                             sa.func.min(entries.c.entered_on).label("first"))
+                   .where(entries.c.deleted_at.is_(None), entries.c.created_by_gid.is_not(None),
+                          _of_scopes(scopes))
+                   .group_by(entries.c.created_by_gid).subquery())
+    sheets = (sa.select(timesheets.c.user_gid.label("user"),
+                        sa.func.min(timesheets.c.start_date).label("read_from"),
+                        sa.func.min(sa.case((timesheets.c.approval_status != "APPROVED",
+                                             timesheets.c.start_date))).label("open"))
+              .group_by(timesheets.c.user_gid).subquery())
+    query = (sa.select(first_entry.c.user, first_entry.c.first, sheets.c.read_from, sheets.c.open)
+             .outerjoin(sheets, sheets.c.user == first_entry.c.user)
+             .order_by(first_entry.c.user))
+    found = []
+    for user, first, read_from, still_open in conn.execute(query):
+        first, read_from, still_open = (_day(first), _day(read_from), _day(still_open))
+        monday = first - dt.timedelta(days=first.weekday())
+        if read_from is None or monday < read_from:
+            found.append((user, monday))
+        else:
+            found.append((user, min(still_open or recent, recent)))
+    return found
+
+
+def _day(value: Any) -> dt.date | None:
+    return dt.date.fromisoformat(value) if isinstance(value, str) else value
