@@ -194,9 +194,12 @@ def processes(conn: sa.Connection, ids: Sequence[int]) -> dict[int, tuple[str | 
 
 def process_alive(hostname: str | None, pid: int | None, started_at: dt.datetime) -> bool | None:
     """Whether the process that started a run (on `hostname`, as `pid`, at `started_at`)
-    still runs: known on this host only (None elsewhere). A pid now held by a process
+    still runs: known on this host only, and on POSIX systems (None elsewhere: a run is
+    then taken for gone after its locks stayed free for a while). A pid now held by a process
     that started after the run did is another process: the run's is gone."""
     if not pid or hostname != socket.gethostname()[:255]:
+        return None
+    if os.name != "posix":  # Windows' os.kill(pid, 0) would terminate the process
         return None
     try:
         os.kill(pid, 0)
