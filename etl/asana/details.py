@@ -21,6 +21,7 @@ from etl.asana.extract import (
     ENTRIES_PATH,
     OPT_FIELDS,
     Preflight,
+    fetch_entry,
     first_day,
     preflight,
     scope_params,
@@ -49,16 +50,7 @@ def fetch_details(client: AsanaClient, gid: str, stats: CallStats | None = None
         RequestRejectedError: 403 (the token may not see it), 400, or an answer with no
             `data` object.
     """
-    try:
-        body = client.get(f"{ENTRIES_PATH}/{gid}", {"opt_fields": DETAIL_OPT_FIELDS}, stats)
-    except RequestRejectedError as exc:
-        if exc.status == 404:
-            return None
-        raise
-    data = body.get("data")
-    if not isinstance(data, dict):
-        raise RequestRejectedError(f"entry {gid}: the answer has no `data` object")
-    return data
+    return fetch_entry(client, gid, stats, opt_fields=DETAIL_OPT_FIELDS)
 
 
 def preflight_details(client: AsanaClient, scope: Scope) -> Preflight:
