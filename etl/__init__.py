@@ -3,8 +3,10 @@
 The Python API, for orchestrators that call it rather than the command line:
 
     from etl import load_settings, run_sync
-    result = run_sync(load_settings("config.toml"), recent_days=30)
-    print(result.status, result.inserted, result.updated)
+
+    if __name__ == "__main__":  # needed where the fetcher process starts by spawn
+        result = run_sync(load_settings("config.toml"), recent_days=30)
+        print(result.status, result.inserted, result.updated)
 
 `run_sync` and `run_backfill` return a `RunResult` (its fields are the run summary's:
 `RunResult.document()`); a failed scope is in its result, not an exception. What they

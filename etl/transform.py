@@ -134,7 +134,20 @@ ADDON_FIELDS = ("billable_status", "description")
 #: The details' fields as Asana names them in `opt_fields`.
 DETAIL_FIELDS = ("task", "task.name", "created_at", "billable_status", "approval_status",
                  "description")
-MAX_STATUS_LENGTH = 32
+#: ... and as they come in an answer.
+DETAIL_KEYS = frozenset(field.split(".")[0] for field in DETAIL_FIELDS)
+
+
+def without_details(raw: Any) -> Any:
+    """An entry as the list gives it without the details, whatever was asked: what its row
+    and content hash are made of, so that the list's answer to the details' fields (it
+    may return them or not, from one run to the next) never changes an entry's row. The
+    details have columns of their own."""
+    if isinstance(raw, dict) and not DETAIL_KEYS.isdisjoint(raw):
+        return {k: v for k, v in raw.items() if k not in DETAIL_KEYS}
+    return raw
+#: The longest statuses the columns hold (billable_status, approval_status).
+MAX_BILLABLE_LENGTH, MAX_APPROVAL_LENGTH = 32, 16
 
 
 def to_details(raw: Any) -> tuple[DetailValues, tuple[str, ...]]:
@@ -150,8 +163,8 @@ def to_details(raw: Any) -> tuple[DetailValues, tuple[str, ...]]:
     if not isinstance(raw, dict):
         raise RecordRejected(f"entry is {_kind(raw)}, not an object")
     task_gid, task_name = _compact(raw, "task")
-    billable = _status(raw.get("billable_status"), "billable_status")
-    approval = _status(raw.get("approval_status"), "approval_status")
+    billable = _status(raw.get("billable_status"), "billable_status", MAX_BILLABLE_LENGTH)
+    approval = _status(raw.get("approval_status"), "approval_status", MAX_APPROVAL_LENGTH)
     description = raw.get("description")
     if description is not None and not isinstance(description, str):
         raise RecordRejected(f"description is {_kind(description)}, not a string")
@@ -163,10 +176,10 @@ def to_details(raw: Any) -> tuple[DetailValues, tuple[str, ...]]:
     return values, tuple(f for f in ADDON_FIELDS if f not in raw)
 
 
-def _status(value: Any, field: str) -> str | None:
+def _status(value: Any, field: str, longest: int) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not value or len(value) > MAX_STATUS_LENGTH:
+    if not isinstance(value, str) or not value or len(value) > longest:
         raise RecordRejected(f"{field} is not a status: {_short(value)}")
     return value
 

@@ -73,7 +73,9 @@ def stored_details(engine) -> dict[str, tuple]:
 
 
 def single_gets(server) -> int:
-    return sum(1 for r in server.requests if ONE_ENTRY.search(r.path))
+    """The entries' details' single GETs (not deletion confirmations')."""
+    return sum(1 for r in server.requests if ONE_ENTRY.search(r.path)
+               and "billable_status" in r.params.get("opt_fields", ""))
 
 
 def refresh_set(data: Dataset, days: int = 35) -> set[str]:
@@ -265,3 +267,78 @@ def test_check_status_and_the_progress_say_what_details_cost(asana_server, tmp_p
     checked = runner.invoke(cli, ["--config", config, "check"], env=env)
     assert (f"first read: {left} entries × 1 request ≈ 0.0 min at 1,000,000 requests a "
             f"minute, over 2 runs at [details] max_requests = 100") in checked.output
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_a_detail_no_column_holds_is_set_aside_and_the_run_goes_on(asana_server, settings,
+                                                                   engine, sleep):
+    data = asana_server.dataset
+    entry = max(data.entries.values(), key=lambda e: e.entered_on)
+    sheet = data.set_approval_status(entry.user_gid, entry.entered_on, "SUBMITTED")
+    sheet.approval_status = "SUBMITTED_FOR_REVIEW"  # longer than any status Asana sends
+    data.serialised.clear()
+    for _ in range(2):  # and the next night is not blocked either
+        result = run_sync(settings(), sleep=sleep)
+        assert result.status == "succeeded" and result.details_backlog == 0
+    stored, wanted = stored_details(engine), expected_details(data)
+    aside = {g for g, e in data.entries.items() if data.approval_status(e) == sheet.approval_status}
+    assert entry.gid in aside
+    assert all(stored[g] == (None,) * 6 for g in aside)  # marked read as far as it could be
+    assert {g: v for g, v in stored.items() if g not in aside} == {
+        g: v for g, v in wanted.items() if g not in aside}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_changing_answer_of_the_list_rewrites_no_entry_and_reads_nothing_twice(
+    asana_server, settings, engine, sleep
+):
+    data = asana_server.dataset
+    asana_server.list_extra_fields = "return"
+    run_sync(settings(), sleep=sleep)
+    for answer in ("ignore", "return", "refuse", "return"):
+        asana_server.list_extra_fields = answer
+        asked = single_gets(asana_server)
+        result = run_sync(settings(), sleep=sleep)
+        assert result.counts.updated == 0, answer
+        reads = [r.path for r in asana_server.requests if ONE_ENTRY.search(r.path)]
+        assert len(reads) - asked == (0 if answer == "return" else len(refresh_set(data)))
+    assert stored_details(engine) == expected_details(data)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_where_the_list_returns_details_a_recent_night_reads_the_older_refresh_set_alone(
+    asana_server, settings, engine, sleep
+):
+    data = asana_server.dataset
+    asana_server.list_extra_fields = "return"
+    run_sync(settings(), sleep=sleep)
+    older = sorted(g for g in refresh_set(data)
+                   if data.entries[g].entered_on < TODAY - dt.timedelta(days=3))[0]
+    data.edit_entry(older, description="seen though the night listed 3 days")
+    asked = single_gets(asana_server)
+    night = run_sync(settings(), recent_days=3, sleep=sleep)
+    assert night.status == "succeeded"
+    assert stored_details(engine)[older][4] == "seen though the night listed 3 days"
+    recent = TODAY - dt.timedelta(days=2)
+    assert single_gets(asana_server) - asked == len(
+        {g for g in refresh_set(data) if data.entries[g].entered_on < recent})
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_backfill_rereads_each_entry_of_its_window_once(asana_server, settings, engine,
+                                                          sleep, monkeypatch):
+    from etl.config import DateWindow
+    from etl.run import details
+
+    data = asana_server.dataset
+    run_sync(settings(), sleep=sleep)
+    monkeypatch.setattr(details, "BATCH", 20)  # several batches
+    since, until = TODAY - dt.timedelta(days=20), TODAY
+    inside = {e.gid for e in data.entries.values() if since <= e.entered_on <= until}
+    asked = len(asana_server.requests)
+    back = run_backfill(settings(), window=DateWindow(since, until), reread_details=True,
+                        sleep=sleep)
+    read = [r.path.rsplit("/", 1)[1] for r in asana_server.requests[asked:]
+            if ONE_ENTRY.search(r.path) and "billable_status" in r.params["opt_fields"]]
+    assert back.status == "succeeded" and len(inside) > 40
+    assert sorted(read) == sorted(set(read)) and set(read) >= inside

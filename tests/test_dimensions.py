@@ -234,3 +234,94 @@ def test_readme_finance_queries_answer_the_same_on_every_backend(
     answers[backend] = found
     for other, theirs in answers.items():
         assert all(same(a, b) for a, b in zip(found, theirs)), f"{backend} and {other} disagree"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_403_on_one_project_fails_its_rates_alone(asana_server, settings, engine, sleep,
+                                                     caplog):
+    data = asana_server.dataset
+    projects = sorted({e.attributable_to for e in data.entries.values() if e.attributable_to})
+    asana_server.forbidden.add(projects[0])  # the token may not see this one's rates
+    caplog.set_level(logging.WARNING, logger="etl")
+    result = run_sync(settings(), sleep=sleep)
+    assert result.status == "succeeded"
+    stored = {parent for (parent,) in rows(engine, schema.rates, "parent_gid")}
+    assert stored == {r.parent_gid for r in data.rates.values() if r.parent_gid in projects[1:]}
+    assert not [r for r in caplog.records if "Timesheets & Budgets" in r.getMessage()]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_links_follow_an_entry_that_a_deletion_check_finds_moved(asana_server, make_settings,
+                                                                 engine, sleep):
+    data = asana_server.dataset
+    first, second = sorted({e.attributable_to for e in data.entries.values()
+                            if e.attributable_to})[:2]
+    moved = next(e for e in data.entries.values() if e.attributable_to == first
+                 and e.categories)
+    other = next(c for c, cat in data.categories.items() if c not in moved.categories
+                 and not cat.is_archived)
+
+    def sync(*projects):
+        base = make_settings([Scope("project", p) for p in projects], page_size=50)
+        return run_sync(dataclasses.replace(base, details=DetailsSettings(
+            categories=True, workspace=data.workspace_gid)), sleep=sleep)
+
+    sync(first)
+    data.edit_entry(moved.gid, attributable_to=second, categories=[other])
+    sync(first)  # its listing lacks it: the confirmation finds it moved, and writes it
+    links = rows(engine, schema.time_tracking_entry_categories, "entry_gid", "category_gid")
+    assert {c for e, c in links if e == moved.gid} == {other}
+    assert sync(first, second).counts.updated == 0
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_dry_run_after_a_sync_with_categories_sees_nothing_to_change(
+    asana_server, settings, engine, sleep
+):
+    from etl.run.dryrun import run_dry_run
+
+    run_sync(settings(entries=True), sleep=sleep)
+    dry = run_dry_run(settings(entries=True), sleep=sleep)
+    assert (dry.insert, dry.update, dry.delete) == (0, 0, 0)
+    assert dry.unchanged == len(asana_server.dataset.entries)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_an_entry_s_approval_follows_its_week_approved_late(asana_server, settings, engine,
+                                                             sleep):
+    data = asana_server.dataset
+    run_sync(settings(entries=True, refresh_days=7), sleep=sleep)
+    late = next(t for t in sorted(data.timesheets.values(), key=lambda t: t.start_date)
+                if t.approval_status == "SUBMITTED" and t.start_date < TODAY - dt.timedelta(14)
+                and any(e.user_gid == t.user_gid and e.entered_on >= t.start_date
+                        and e.entered_on <= t.end_date for e in data.entries.values()))
+    data.set_approval_status(late.user_gid, late.start_date, "APPROVED")
+    for _ in range(2):  # the first reads the week, the second the entries it now disagrees with
+        run_sync(settings(entries=True, refresh_days=7), sleep=sleep)
+    with engine.connect() as conn:
+        statuses = set(conn.execute(sa.text(
+            "SELECT approval_status FROM v_time_tracking_entries WHERE created_by_gid = :user "
+            "AND entered_week = :monday"), {"user": late.user_gid, "monday": late.start_date}
+            ).scalars())
+    assert statuses == {"APPROVED"}
+
+
+def test_the_demo_prints_billable_and_approved_hours_beside_the_hours(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from etl.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    logger = logging.getLogger("etl")  # the command line sets up logging: as it was after
+    monkeypatch.setattr(logger, "handlers", list(logger.handlers))  # a copy: mutated in place
+    for name in ("level", "propagate"):
+        monkeypatch.setattr(logger, name, getattr(logger, name))
+    shown = CliRunner().invoke(cli, ["demo", "--entries", "300"],
+                               env={"ASANA_ETL_LOG_LEVEL": None})
+    assert shown.exit_code == 0, shown.output
+    lines = shown.stdout.splitlines()
+    at = lines.index("hours per project, top five:")
+    assert lines[at + 1].split() == ["hours", "billable", "approved", "project"]
+    figures = [[float(v) for v in line.split()[:3]] for line in lines[at + 2:at + 7]]
+    assert len(figures) == 5 and all(b <= h and a <= h for h, b, a in figures)
+    assert any(b for _, b, _ in figures) and any(a for _, _, a in figures)

@@ -69,7 +69,6 @@ def test_a_sync_with_the_fetcher_started_by(method, asana_server, make_settings,
         "the split threshold the run set did not reach the fetcher")
     assert any(r.getMessage() == f"the fetcher process started by {method}"
                for r in caplog.records)
-    assert sleep.waits == []  # the run's own sleep: nothing here waits for real
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -117,3 +116,23 @@ def _start(config: str, extra_env: dict[str, str]) -> subprocess.Popen:
     env = {**os.environ, "ASANA_ACCESS_TOKEN": TOKEN, **extra_env}
     return subprocess.Popen([sys.executable, "-m", "etl", "--config", config, "sync"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_script_without_a_main_guard_is_told_why_under_spawn(server, tmp_path,  # noqa: F811
+                                                                database_url):
+    config = write_config(tmp_path, server, database_url)
+    script = tmp_path / "nightly.py"
+    script.write_text("from etl import load_settings, run_sync\n"
+                      f"print(run_sync(load_settings({config!r})).status)\n", encoding="utf-8")
+    env = {**os.environ, "ASANA_ACCESS_TOKEN": TOKEN, START_METHOD_ENV: "spawn"}
+    unguarded = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
+                               text=True, timeout=120)
+    assert unguarded.returncode != 0
+    assert "a script must call run_sync under `if __name__ == \"__main__\":`" in unguarded.stderr
+    script.write_text("from etl import load_settings, run_sync\n"
+                      "if __name__ == '__main__':\n"
+                      f"    print(run_sync(load_settings({config!r})).status)\n", encoding="utf-8")
+    guarded = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
+                             text=True, timeout=120)
+    assert guarded.returncode == 0 and guarded.stdout.strip() == "succeeded", guarded.stderr

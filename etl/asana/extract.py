@@ -155,6 +155,7 @@ def first_day(body: dict[str, Any]) -> dt.date | None:
 def iter_time_entry_pages(
     client: AsanaClient, scope: Scope, page_size: int, max_restarts: int = 3,
     stats: CallStats | None = None, window: DateWindow = DateWindow(),
+    opt_fields: str = OPT_FIELDS,
 ) -> Iterator[Page]:
     """Yield the pages of one listing of `scope` that holds the days of `window`, as they
     arrive (constant memory); the caller keeps the entries in the window.
@@ -168,7 +169,7 @@ def iter_time_entry_pages(
         OffsetExpiredError: the offset expired more than `max_restarts` times.
     """
     for restart in range(max_restarts + 1):
-        pages = pagination(scope, window, page_size, inclusive=False)
+        pages = pagination(scope, window, page_size, inclusive=False, opt_fields=opt_fields)
         try:
             while not pages.done:
                 page = client.next_page(pages, stats)

@@ -1,4 +1,6 @@
-"""`asana-etl demo`: a simulated Asana on loopback, synced into a local SQLite file."""
+"""`asana-etl demo`: a simulated Asana on loopback, synced into a local SQLite file, with
+every `[details]` on (the simulated list returns the entries' details, so they cost no
+request of their own), and what finance asks of it: billable and approved hours."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from etl.asana.client import Sleep
 from etl.cli import summary
 from etl.cli.app import cli, json_output, log
 from etl.cli.sync import finish_run, progress_for, start_run_command
-from etl.config import AsanaSettings, Scope, Secret, Settings
+from etl.config import AsanaSettings, DetailsSettings, Scope, Secret, Settings
 from etl.run.pipeline import Progress, run_sync
 from etl.run.result import RunResult
 from etl.store import engines
@@ -47,27 +49,33 @@ def run_demo(
 
     data = Dataset.generate(seed=7, entries=entries)
     with AsanaSimulator(data) as simulator:
+        simulator.list_extra_fields = "return"
         settings = Settings(
             asana=AsanaSettings(base_url=simulator.base_url, token=Secret(DEMO_TOKEN)),
             database_url=database_url,
             scopes=tuple(demo_scopes(data)),
+            details=DetailsSettings(entries=True, max_requests=0, categories=True,
+                                    timesheets=True, rates=True, workspace=data.workspace_gid),
             source="(demo)",
         )
         return run_sync(settings, command="demo", sleep=sleep, progress=progress)
 
 
-def top_projects(database_url: str, limit: int = 5) -> list[tuple[str, float]]:
-    """Hours per project, most first, from the BI view the demo just filled."""
+def top_projects(database_url: str, limit: int = 5) -> list[tuple[str, float, float, float]]:
+    """Hours per project, most first, with their billable and approved hours, from the
+    BI view the demo just filled."""
     engine = make_engine(database_url)
     try:
         with engine.connect() as conn:
             rows = conn.execute(sa.text(
-                "SELECT COALESCE(attributable_to_name, '(no project)'), SUM(hours) AS total "
-                "FROM v_daily_hours_by_project GROUP BY attributable_to_gid, attributable_to_name "
+                "SELECT COALESCE(attributable_to_name, '(no project)'), SUM(hours) AS total, "
+                "SUM(billable_hours), SUM(approved_hours) FROM v_monthly_hours_by_project "
+                "GROUP BY attributable_to_gid, attributable_to_name "
                 "ORDER BY total DESC LIMIT :limit"), {"limit": limit}).all()
     finally:
         engine.dispose()
-    return [(name if len(name) <= 60 else name[:57] + "...", float(hours)) for name, hours in rows]
+    return [(name if len(name) <= 60 else name[:57] + "...", float(hours), float(billable),
+             float(approved)) for name, hours, billable, approved in rows]
 
 
 @cli.command(short_help="Try it without a token: a simulated Asana into a SQLite file.")
@@ -88,12 +96,14 @@ def demo(ctx: click.Context, database_url: str, entries: int) -> None:
     top = top_projects(database_url, 5)
     if json_output(ctx):
         click.echo(summary.dumps({"event": "demo", "database": _where(database_url),
-                                  "top_projects": [{"project": n, "hours": h} for n, h in top]}))
+                                  "top_projects": [{"project": n, "hours": h, "billable": b,
+                                                    "approved": a} for n, h, b, a in top]}))
         finish_run(ctx, result)
     click.echo(f"database: {_where(database_url)}")
     click.echo("hours per project, top five:")
-    for name, hours in top:
-        click.echo(f"  {hours:9.1f}  {name}")
+    click.echo(f"  {'hours':>9}  {'billable':>9}  {'approved':>9}  project")
+    for name, hours, billable, approved in top:
+        click.echo(f"  {hours:9.1f}  {billable:9.1f}  {approved:9.1f}  {name}")
     if database_url.startswith("sqlite:///"):
         path = Path(database_url.removeprefix("sqlite:///"))
         click.echo("query it yourself:")

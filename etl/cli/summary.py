@@ -30,7 +30,7 @@ def of_error(command: str, exc: BaseException, exit_code: int) -> dict[str, Any]
         "unchanged": 0, "deleted": 0, "rejected": 0, "scopes": [], "seconds": 0.0,
         "requests": 0, "retries": 0, "rate_limited": 0, "started_at": None,
         "finished_at": None, "error": str(exc), "details_requests": 0, "details_changed": 0,
-        "details_backlog": None,
+        "details_backlog": None, "requests_by_kind": {},
     }
 
 

@@ -16,6 +16,7 @@ from etl.asana.extract import fetch_entry
 from etl.config import Scope
 from etl.run.messages import ConfirmDone, Confirmed, ConfirmOrder
 from etl.run.scheduler import RequestScheduler, SingleRequest
+from etl.transform import without_details
 
 #: The scheduler's queue of confirmations: the first after the listings.
 QUEUE = 0
@@ -75,5 +76,5 @@ class Confirmer:
         if raw is None:
             return Confirmed(scope, gid, None)
         listed = {"gid", "resource_type", *(f.split(".")[0] for f in fields.split(","))}
-        return Confirmed(scope, gid, {k: v for k, v in raw.items() if k in listed},
-                         task=raw.get("task"))
+        return Confirmed(scope, gid, without_details({k: v for k, v in raw.items()
+                                                      if k in listed}), task=raw.get("task"))

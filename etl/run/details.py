@@ -1,9 +1,10 @@
 """Entries' details, on the run's side: which entries to read, in batches, under the
 run's budget of requests (`[details] max_requests`).
 
-Where the list returns the details (`etl.asana.details.probe_list`), the listings carry
-them and no entry is read alone. Elsewhere each read is one request, so they go to the
-fetcher a batch at a time, each batch once the last was answered and written:
+Where the list returns the details (`etl.asana.details.preflight_details`), the listings
+carry them, and only entries older than a windowed run's listings read (`sync --recent`)
+are read alone. Elsewhere each read is one request, so they go to the fetcher a batch at
+a time, each batch once the last was answered and written:
 1. with `backfill --details`, every entry of the backfill's window, whatever its age;
 2. the backlog: entries never read, or whose listed content changed since, newest
    first (the entries this run inserts join it as their scopes load);
@@ -41,16 +42,24 @@ class DetailsReader:
     """Orders the run's details batch by batch; `finished` once there is nothing more
     to read this run (or the budget is spent)."""
 
-    def __init__(self, engine: sa.Engine, fetcher: Fetcher, scopes: list[Scope],
+    def __init__(self, engine: sa.Engine, fetcher: Fetcher, windows: dict[Scope, DateWindow],
                  settings: DetailsSettings, list_answer: str | None, today: dt.date,
                  window: DateWindow | None = None) -> None:
+        """`windows`: the days each scope's listings read; `window`: the days whose
+        details are read again (`backfill --details`)."""
         self.engine = engine
         self.fetcher = fetcher
-        self.scopes = scopes
+        self.scopes = list(windows)
         self.enabled = settings.entries
         self.list_answer = list_answer
-        #: entries are read one request each (else the listings carry the details)
-        self.alone = settings.entries and list_answer != "returned"
+        #: where the listings carry the details: entries before this day were not listed
+        #: by every scope (None: all were), and are read alone
+        self.before: dt.date | None = None
+        if list_answer == "returned":
+            bounded = [w.since for w in windows.values() if w.since is not None]
+            self.before = max(bounded) if bounded else None
+        #: entries are read one request each (all, or those the listings did not carry)
+        self.alone = settings.entries and (list_answer != "returned" or self.before is not None)
         self.budget = settings.max_requests or None
         self.window = window
         self.refresh_since = (today - dt.timedelta(days=settings.refresh_days - 1)
@@ -61,12 +70,12 @@ class DetailsReader:
         self.changed = 0
         self.backlog: int | None = None  # entries still to read, at the run's end
         self.stats = CallStats()  # the details' own requests
-        self.skipped: set[str] = set()  # could not be read this run: not asked again
+        self.queue = _Queue(engine, self.scopes, window, self.before, self.refresh_since,
+                            self.started)
         self._in_flight = False
         self._idle = False  # the last look found nothing to read
         self._listings_done = False
         self._stopped = False
-        self._after: dict[str, str | None] = {"window": None, "refresh": None}
         self._said: set[str] = set()
 
     @property
@@ -77,10 +86,13 @@ class DetailsReader:
 
     def start(self) -> None:
         """Order the first batch (entries the database held before this run)."""
-        if self.alone and self.list_answer != "unknown" and self.list_answer is not None:
+        cap = "" if self.budget is None else f", {count(self.budget, 'request')} at most this run"
+        if self.before is not None:
+            log.info("entry details: the list returns them; entries before %s, which this "
+                     "run's listings do not all read, one request each%s", self.before, cap)
+        elif self.alone and self.list_answer not in (None, "unknown"):
             log.info("entry details: the list %s their fields: one request an entry%s",
-                     self.list_answer, "" if self.budget is None else
-                     f", {count(self.budget, 'request')} at most this run")
+                     self.list_answer, cap)
         self._order()
 
     def scope_closed(self, all_closed: bool) -> None:
@@ -119,11 +131,12 @@ class DetailsReader:
                 self._say_missing(message.missing)
 
     def _skip(self, message: DetailRead) -> None:
-        self.skipped.add(message.gid)
+        self.queue.skipped.add(message.gid)
         if message.problem is not None and "problem" not in self._said:
             self._said.add("problem")
-            log.warning("entry details: entry %s could not be read: %s (said once; it stays "
-                        "in the backlog)", message.gid, message.problem)
+            log.warning("entry details: entry %s could not be read: %s (said once; marked read "
+                        "with what it had, until its content changes)", message.gid,
+                        message.problem)
 
     def tally(self, count_backlog: bool = True) -> dict[str, int | None]:
         """What the run did with details, as `sync_runs` and the summary name it:
@@ -154,35 +167,55 @@ class DetailsReader:
         if not self.alone or self._stopped or self._in_flight or self._spent():
             return
         size = BATCH if self.budget is None else min(BATCH, self.budget - self.ordered)
-        gids = self._next(size)
+        gids = self.queue.next(size)
         self._idle = not gids
         if gids:
             self.fetcher.details(gids)
             self.ordered += len(gids)
             self._in_flight = True
 
-    def _next(self, size: int) -> list[str]:
+class _Queue:
+    """Which entries to read next: those of `window`, then the backlog, then the refresh
+    set (see the module), each entry once a run."""
+
+    def __init__(self, engine: sa.Engine, scopes: list[Scope], window: DateWindow | None,
+                 before: dt.date | None, refresh_since: dt.date | None,
+                 started: dt.datetime) -> None:
+        self.engine = engine
+        self.scopes = scopes
+        self.window = window
+        self.before = before
+        self.refresh_since = refresh_since
+        self.started = started
+        self.skipped: set[str] = set()  # could not be read this run: not asked again
+        self._windowed: set[str] = set()  # read as `window`'s: not again as the refresh's
+        self._after: dict[str, str | None] = {"window": None, "refresh": None}
+
+    def next(self, size: int) -> list[str]:
         """The next `size` entries to read, in the order of the module's docstring."""
         gids: list[str] = []
         with self.engine.connect() as conn:
             if self.window is not None:
                 gids += self._page(stored.in_window(conn, self.scopes, self.window, size,
                                                     self._after["window"]), "window")
+                self._windowed.update(gids)
             if len(gids) < size:
                 gids += stored.backlog(conn, self.scopes, size - len(gids),
-                                       exclude=self.skipped | set(gids))
+                                       exclude=self.skipped | self._windowed,
+                                       before=self.before)
             if len(gids) < size and self.refresh_since is not None:
-                taken = set(gids)
+                taken = set(gids) | self._windowed
                 gids += [g for g in self._page(stored.refresh_set(
                     conn, self.scopes, self.refresh_since, size - len(gids),
-                    self._after["refresh"], read_before=self.started), "refresh")
-                    if g not in taken]
+                    self._after["refresh"], read_before=self.started, before=self.before),
+                    "refresh") if g not in taken]
         return gids
 
     def _page(self, gids: list[str], cursor: str) -> list[str]:
         if gids:
             self._after[cursor] = gids[-1]
         return gids
+
 
 
 def _reason(exc: BaseException) -> str:

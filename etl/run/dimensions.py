@@ -49,7 +49,11 @@ def store_resource(conn: sa.Connection, page: ResourcePage) -> int:
             rows.append(convert(raw))
         except RecordRejected as exc:
             log.warning("%s: a record set aside: %s", MISSING[page.kind], exc)
-    return upsert(conn, rows) if rows else 0
+    if not rows:
+        return 0
+    if page.kind == CATEGORIES:  # filed under "<workspace>:<active or archived>"
+        return upsert(conn, rows, page.key.split(":")[0])
+    return upsert(conn, rows)
 
 
 class DimensionsReader:
@@ -68,6 +72,8 @@ class DimensionsReader:
         self._pending: set[tuple[str, str]] = set()
         self._listed: dict[tuple[str, str], set[str]] = {}  # gids each listing showed
         self._failed: set[str] = set()  # kinds a listing of which failed or was refused
+        #: requests spent on each kind
+        self.requests = {CATEGORIES: 0, TIMESHEETS: 0, RATES: 0}
         self._after_scopes = settings.timesheets or settings.rates
 
     @property
@@ -110,6 +116,7 @@ class DimensionsReader:
         """
         key = (message.kind, message.key)
         self._pending.discard(key)
+        self.requests[message.kind] = max(self.requests[message.kind], message.kind_requests)
         if isinstance(message.error, AuthError) and message.error.status == 401:
             raise message.error
         if message.refused is not None or message.error is not None:
@@ -122,8 +129,20 @@ class DimensionsReader:
         elif message.kind == CATEGORIES and CATEGORIES not in self._failed and not any(
                 kind == CATEGORIES for kind, _ in self._pending):
             listed = set().union(*(g for (kind, _), g in self._listed.items() if kind == CATEGORIES))
+            workspace = self.settings.workspace
             self.writer.transaction(
-                lambda conn: stored.mark_gone_categories(conn, listed, utcnow()))
+                lambda conn: stored.mark_gone_categories(conn, workspace, listed, utcnow()))
+
+    def by_kind(self, total: int, details: int) -> dict[str, int]:
+        """The run's `total` requests by kind; `listings` is all that read the entries
+        themselves (their pages, the preflight, deletion confirmations)."""
+        kinds = {"details": details, **self.requests}
+        return {"listings": total - sum(kinds.values()), **kinds}
+
+    def tally(self, total: int, details: int) -> dict[str, int]:
+        """The requests by kind, as `sync_runs` names them (details' aside)."""
+        return {f"{kind}_requests": n for kind, n in self.by_kind(total, details).items()
+                if kind != "details"}
 
     def _order(self, wanted: list[Resource]) -> None:
         if wanted:

@@ -23,7 +23,7 @@ from etl.config import DateWindow, Scope, Settings
 from etl.errors import AsanaError, AuthError, ConfigError, DatabaseError
 from etl.asana.extract import fetch_entry, iter_time_entry_pages, preflight, still_in_scope
 from etl.run import plan
-from etl.run.listings import MAX_LISTING_RESTARTS
+from etl.run.listings import MAX_LISTING_RESTARTS, ListAsks
 from etl.store import engines, migrate, runs
 from etl.store.links import linked_live_gids
 from etl.store.load import stored_versions
@@ -127,8 +127,11 @@ def run_dry_run(
 
 def _scope(client, conn, scope, window, settings, result, counted) -> None:
     seen: set[str] = set()
+    # the fields a sync's listings ask for (the details never count: see
+    # transform.without_details), so that what is unchanged hashes the same
+    fields = ListAsks(categories=settings.details.categories).fields
     for page in iter_time_entry_pages(client, scope, settings.asana.page_size,
-                                      MAX_LISTING_RESTARTS, window=window):
+                                      MAX_LISTING_RESTARTS, window=window, opt_fields=fields):
         rows = []
         for raw in page.data:
             try:
@@ -152,7 +155,7 @@ def _scope(client, conn, scope, window, settings, result, counted) -> None:
     for gid in linked_live_gids(conn, scope, window):
         if gid in seen or gid in counted:
             continue
-        entry = fetch_entry(client, gid)
+        entry = fetch_entry(client, gid, opt_fields=f"{fields},task")
         if entry is None:
             result.delete += 1
             counted[gid] = ""
@@ -160,7 +163,7 @@ def _scope(client, conn, scope, window, settings, result, counted) -> None:
         if not still_in_scope(scope, entry):
             result.unlink += 1
         try:
-            row = to_row({k: v for k, v in entry.items() if k != "task"})
+            row = to_row({k: v for k, v in entry.items() if k != "task"})  # as listed
         except RecordRejected:
             result.rejected += 1
             continue

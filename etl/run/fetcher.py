@@ -196,8 +196,7 @@ class Fetcher:
                     self._pending.extend(self._messages.recv())
                 except (EOFError, OSError):
                     self._process.join(timeout=1.0)
-                    raise FetcherDied("the fetcher process ended unexpectedly (exit code "
-                                      f"{self._process.exitcode})") from None
+                    raise FetcherDied(self._died()) from None
             message = pickle.loads(self._pending.popleft())
             if isinstance(message, LogMessage):
                 record = message.record
@@ -205,6 +204,15 @@ class Fetcher:
                 continue
             self.stats = message.stats
             return message
+
+    def _died(self) -> str:
+        code = self._process.exitcode
+        hint = ""
+        if code == 1 and self.method != "fork":
+            hint = (f"; started by {self.method}, it imports the script that runs the run "
+                    "again, so a script must call run_sync under `if __name__ == "
+                    "\"__main__\":`")
+        return f"the fetcher process ended unexpectedly (exit code {code}){hint}"
 
     def _order(self, order: Any) -> None:
         try:

@@ -36,7 +36,7 @@ from typing import Any
 from etl import logcontext
 from etl.asana.client import AsanaClient, Sleep
 from etl.asana.details import preflight_details
-from etl.asana.extract import preflight
+from etl.asana.extract import bounds_inclusive, preflight
 from etl.config import AsanaSettings, Secret
 from etl.run import plan
 from etl.run.confirmations import Confirmer
@@ -165,11 +165,11 @@ class _Fetcher:
         except BaseException as exc:
             self.outbox.send(Preflighted(portable(exc)))
             return
-        self.reader.took(result.latency)
+        self.reader.latencies.append(result.latency)
         self.outbox.send(Preflighted(result=result))
         if result.day is not None and result.latency >= plan.MIN_SPLIT_LATENCY:
-            with logcontext.scope_context(scope):
-                self.reader.probe_bounds(scope, result.day)
+            with logcontext.scope_context(scope):  # windows begun after it, asked exactly
+                self.reader.inclusive = bounds_inclusive(self.client, scope, result.day)
 
 
 class _Outbox:

@@ -27,7 +27,7 @@ from typing import Any
 from etl import logcontext
 from etl.asana.client import AsanaClient, CallStats
 from etl.asana.details import DETAIL_OPT_FIELDS
-from etl.asana.extract import OPT_FIELDS, bounds_inclusive, expired, pagination
+from etl.asana.extract import OPT_FIELDS, expired, pagination
 from etl.config import AsanaSettings, DateWindow, Scope
 from etl.dimensions import entry_categories
 from etl.errors import AsanaError, OffsetExpiredError
@@ -44,6 +44,7 @@ from etl.transform import (
     row_values,
     to_details,
     to_row,
+    without_details,
 )
 
 log = logging.getLogger(__name__)
@@ -95,11 +96,12 @@ class ListingReader:
         self.page_size = page_size
         self.today = today
         self.scopes: dict[Scope, ScopeTasks] = {}
-        self.inclusive = False  # proved by the bounds probe: windows asked exactly
+        self.inclusive = False  # proved (`extract.bounds_inclusive`): windows asked exactly
         self.splits = True  # off if the server turns out to ignore the date bounds
         self.asks = ListAsks()  # what listings ask for beyond the list's own fields
         self._lock = threading.Lock()
-        self._latencies: collections.deque[float] = collections.deque(maxlen=LATENCY_SAMPLES)
+        #: how long the latest requests took: what the feed estimate goes by
+        self.latencies: collections.deque[float] = collections.deque(maxlen=LATENCY_SAMPLES)
 
     def add(self, listings: list[Listing]) -> None:
         """Read these listings (each scope's, all at once, so that the largest go first)."""
@@ -113,15 +115,6 @@ class ListingReader:
     def stats_of(self, scope: Scope) -> CallStats:
         """The calls made for `scope` so far (its listings and its confirmations)."""
         return self.scopes[scope].stats
-
-    def took(self, seconds: float) -> None:
-        """A request took this long (what the feed estimate goes by)."""
-        self._latencies.append(seconds)
-
-    def probe_bounds(self, scope: Scope, day: dt.date) -> None:
-        """Prove, with an entry's day, how Asana reads date bounds: windows that begin
-        after the answer are asked for exactly (see `extract.bounds_inclusive`)."""
-        self.inclusive = bounds_inclusive(self.client, scope, day)
 
     def read(self, listing: ListingTask) -> None:
         """The next page of `listing` (its first, if it has none yet)."""
@@ -141,7 +134,7 @@ class ListingReader:
         except BaseException as exc:  # reported to the run, which decides
             self._fail(listing, tasks, portable(exc))
             return
-        self.took(time.monotonic() - started)
+        self.latencies.append(time.monotonic() - started)
         days = _entry_days(page.data)
         if page.number == 1:
             listing.in_order = plan.in_order_made(
@@ -175,10 +168,12 @@ class ListingReader:
         """Split a listing whose first page (its entries' `days`) says more follow, while
         fewer listings are open than the budget can feed; True if it was (its page is
         dropped then)."""
-        if not self.splits or not days:
-            return False
+        asked = plan.widened(listing.window)
+        if not self.splits or not days or self._bounds_ignored(
+                listing, next((d for d in days if d not in asked), None)):
+            return False  # (a page with entries the dates exclude is proof enough)
         idle = plan.feedable(self.settings.requests_per_minute / 60.0,
-                             statistics.median(self._latencies),
+                             statistics.median(self.latencies),
                              self.settings.concurrency) - self.scheduler.open
         windows, estimate = split_windows(listing, days, idle, self.today)
         if not windows:
@@ -222,12 +217,22 @@ class ListingReader:
         outside even the days asked for means the server ignores the dates."""
         page, outside = flatten(listing.scope, listing.window, listing.restarts, data, number,
                                 details=self.asks.details, categories=self.asks.categories)
-        if outside is not None and self.splits:
-            self.splits = False
+        self._bounds_ignored(listing, outside)
+        return page
+
+    def _bounds_ignored(self, listing: ListingTask, outside: dt.date | None) -> bool:
+        """An entry of a day outside even the days asked for (`outside`): the server
+        ignores the date bounds, so split listings would each read everything; split no
+        more. Whether it is so."""
+        if outside is None:
+            return False
+        with self._lock:
+            said, self.splits = not self.splits, False
+        if not said:
             log.warning("scope %s: Asana returned an entry of %s to a listing of %s: it seems "
                         "to ignore the date bounds, so no listing is split any further",
                         listing.scope, outside, days_of(listing.window))
-        return page
+        return True
 
 
 def split_windows(listing: ListingTask, days: list[dt.date], idle: int,
@@ -261,7 +266,7 @@ def flatten(scope: Scope, window: DateWindow, restarts: int, data: list[Any], nu
     asked = plan.widened(window)
     for raw in data:
         try:
-            row = to_row(raw)
+            row = to_row(without_details(raw) if details else raw)
         except RecordRejected as exc:
             gid = entry_gid(raw)
             rejections.append(Rejection(gid, str(exc), rejected_payload(raw)))

@@ -62,6 +62,7 @@ class _Parts:
     answers: dict[Scope, list[Confirmed]] = field(default_factory=dict)
     pages: dict[Scope, int] = field(default_factory=dict)
     details: list[tuple[str, DetailValues]] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)  # details refused, or not storable
     categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
     resources: list[ResourcePage] = field(default_factory=list)
 
@@ -151,7 +152,8 @@ class BatchLoader:
         for scope, answered in parts.answers.items():
             confirmed = apply_confirmations(conn, self.run_id, scope, answered, now)
             counts.setdefault(scope, PageCounts()).add(confirmed)
-        changed = store_details(conn, parts.details, now) if parts.details else 0
+        changed = (store_details(conn, parts.details, now, parts.unreadable)
+                   if parts.details or parts.unreadable else 0)
         if parts.categories:  # an entry's links follow it: those it was listed with now
             touched = upserted.new | upserted.changed
             link_categories(conn, {gid: carried for gid, carried in parts.categories.items()
@@ -191,6 +193,8 @@ def _split(batch: Batch) -> _Parts:
         if isinstance(message, DetailRead):
             if message.values is not None:
                 parts.details.append((message.gid, message.values))
+            elif message.problem is not None:
+                parts.unreadable.append(message.gid)
             continue
         scope = message.scope
         if isinstance(message, PageRows):

@@ -181,5 +181,6 @@ class ResourceListed:
     key: str
     error: BaseException | None = None
     refused: str | None = None
+    kind_requests: int = 0  # the run's requests of this kind so far
     stats: CallStats = field(default_factory=CallStats)
 

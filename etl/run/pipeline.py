@@ -260,7 +260,7 @@ class _Run:
         self.interrupt: Interrupted | None = None
         self.writer = Writer(engine, locks)
         scopes = list(windows)
-        self.details = DetailsReader(engine, fetcher, scopes, beyond.settings,
+        self.details = DetailsReader(engine, fetcher, windows, beyond.settings,
                                      beyond.list_answer, beyond.today, beyond.reread)
         self.dimensions = DimensionsReader(engine, fetcher, self.writer, scopes,
                                            beyond.settings, beyond.today)
@@ -370,8 +370,8 @@ class _Run:
 
     def _finish(self, status: str, error: str | None) -> None:
         failed = sum(r.status == runs.FAILED for r in self.results.values())
-        details = self.details.tally()
-        self.record.finish(status, error, failed, details)
+        self.record.finish(status, error, failed, {**self.details.tally(), **self.dimensions.tally(
+            self.fetcher.stats.requests, self.details.stats.requests)})
         log.info("run #%d finished: %s", self.record.run_id, status, extra={
             "event": "run_finished", "fields": self._result(status, None).log_fields()})
 
@@ -384,5 +384,6 @@ class _Run:
             requests=stats.requests, retries=stats.retries, rate_limited=stats.rate_limited,
             last_success=last_success, started_at=self.record.started_at,
             finished_at=self.record.finished_at, error=self.record.error,
-            **self.details.tally(count_backlog=False),
+            **self.details.tally(count_backlog=False), requests_by_kind=self.dimensions.by_kind(
+                stats.requests, self.details.stats.requests),
         )

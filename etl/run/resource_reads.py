@@ -2,8 +2,10 @@
 at a time, each page a single request in the scheduler's queue after the deletion
 confirmations (they are few, and finance needs them), before entries' details.
 
-A refusal (402 or 403: the workspace has no Timesheets & Budgets add-on) is not an
-error: the listing ends refused, and its kind is not asked again by this process.
+A refusal of the plan (without the Timesheets & Budgets add-on categories answer 403,
+timesheets and rates 402) is not an error: the listing ends refused, and its kind is
+not asked again by this process. Any other failure (a 403 on one project, say) fails
+that listing alone.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 from etl.asana.client import AsanaClient, CallStats
 from etl.asana.pagination import Pagination
-from etl.asana.resources import Resource
+from etl.asana.resources import CATEGORIES, RATES, TIMESHEETS, Resource
 from etl.errors import AsanaError, OffsetExpiredError
 from etl.run.messages import ResourceListed, ResourceOrder, ResourcePage
 from etl.run.scheduler import RequestScheduler, SingleRequest
@@ -24,6 +26,8 @@ from etl.run.scheduler import RequestScheduler, SingleRequest
 QUEUE = 1
 #: Restarts of one listing after an expired offset, before it fails.
 MAX_RESTARTS = 3
+#: The statuses with which Asana refuses a kind for want of the add-on.
+REFUSED = {CATEGORIES: (402, 403), TIMESHEETS: (402,), RATES: (402,)}
 
 
 class ResourceReads:
@@ -36,7 +40,7 @@ class ResourceReads:
         self.scheduler = scheduler
         self.send = send
         self.portable = portable
-        self.stats = CallStats()
+        self.stats = {kind: CallStats() for kind in REFUSED}  # requests by kind
         self.refused: dict[str, str] = {}  # kind -> Asana's message
         self._lock = threading.Lock()
 
@@ -50,13 +54,13 @@ class ResourceReads:
     def _read(self, resource: Resource, pages: Pagination, restarts: int) -> None:
         refused = self.refused.get(resource.kind)
         if refused is not None:
-            self.send(ResourceListed(resource.kind, resource.key, refused=refused))
+            self._listed(resource, refused=refused)
             return
         try:
-            page = self.client.next_page(pages, self.stats)
+            page = self.client.next_page(pages, self.stats[resource.kind])
         except OffsetExpiredError as exc:
             if restarts == MAX_RESTARTS:
-                self.send(ResourceListed(resource.kind, resource.key, error=exc))
+                self._listed(resource, error=exc)
             else:
                 self.scheduler.add_single(QUEUE, [self._next(resource, resource.pagination(),
                                                              restarts + 1)])
@@ -65,21 +69,25 @@ class ResourceReads:
             self._failed(resource, exc)
             return
         except BaseException as exc:
-            self.send(ResourceListed(resource.kind, resource.key, error=self.portable(exc)))
+            self._listed(resource, error=self.portable(exc))
             return
         self.send(ResourcePage(resource.kind, resource.key, page.data))
         if pages.done:
-            self.send(ResourceListed(resource.kind, resource.key))
+            self._listed(resource)
         else:
             self.scheduler.add_single(QUEUE, [self._next(resource, pages, restarts)])
 
     def _failed(self, resource: Resource, exc: AsanaError) -> None:
-        """A 402 or 403 is the plan's refusal (classified an AuthError as for the entries'
-        own listings, where it means no time tracking at all: here it means no add-on);
-        anything else is the listing's error (a refused token, the run's)."""
-        if exc.status in (402, 403):
+        """The plan's refusal (a 402 is classified an AuthError, as for the entries' own
+        listings, where it means no time tracking at all: here it means no add-on), or
+        the listing's error (a refused token: the run's)."""
+        if exc.status in REFUSED[resource.kind]:
             with self._lock:
                 self.refused.setdefault(resource.kind, exc.message)
-            self.send(ResourceListed(resource.kind, resource.key, refused=exc.message))
+            self._listed(resource, refused=exc.message)
             return
-        self.send(ResourceListed(resource.kind, resource.key, error=self.portable(exc)))
+        self._listed(resource, error=self.portable(exc))
+
+    def _listed(self, resource: Resource, **ended: Any) -> None:
+        self.send(ResourceListed(resource.kind, resource.key,
+                                 kind_requests=self.stats[resource.kind].requests, **ended))

@@ -75,6 +75,9 @@ class RunResult:
     details_requests: int = 0
     details_changed: int = 0
     details_backlog: int | None = None
+    #: the requests by kind: listings (and deletion confirmations), details, categories,
+    #: timesheets, rates
+    requests_by_kind: dict[str, int] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> ExitCode:
@@ -124,6 +127,7 @@ class RunResult:
             "started_at": iso(self.started_at), "finished_at": iso(self.finished_at),
             "error": self.error, "details_requests": self.details_requests,
             "details_changed": self.details_changed, "details_backlog": self.details_backlog,
+            "requests_by_kind": self.requests_by_kind,
         }
 
     def log_fields(self) -> dict[str, Any]:
@@ -135,6 +139,7 @@ class RunResult:
             "requests": self.requests, "retries": self.retries,
             "rate_limited": self.rate_limited, "details_requests": self.details_requests,
             "details_changed": self.details_changed, "details_backlog": self.details_backlog,
+            "requests_by_kind": self.requests_by_kind,
         }
 
     def summary(self) -> str:

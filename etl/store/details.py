@@ -18,7 +18,11 @@ import sqlalchemy as sa
 
 from etl.config import DateWindow, Scope
 from etl.store.bulk import IN_CHUNK, chunks
-from etl.store.schema import time_tracking_entries, time_tracking_entry_scopes
+from etl.store.schema import (
+    time_tracking_entries,
+    time_tracking_entry_scopes,
+    timesheet_approval_statuses,
+)
 from etl.transform import DETAIL_COLUMNS, DetailValues
 
 entries = time_tracking_entries
@@ -29,15 +33,18 @@ _STORED = [entries.c[name] for name in DETAIL_COLUMNS]
 
 
 def store_details(conn: sa.Connection, read: Sequence[tuple[str, DetailValues]],
-                  now: dt.datetime) -> int:
+                  now: dt.datetime, unreadable: Sequence[str] = ()) -> int:
     """Write what a read of these entries' details found: an entry whose details changed
     gets them (and `updated_at` moves); one never read, or read before its listed content
     changed, is marked read; one read before with the same details is not touched.
-    Entries gone from the table (or marked deleted) are left alone. Returns how many
-    entries' details changed."""
+    `unreadable` entries (refused, or details no database can store) are marked read as
+    they are, so that they leave the backlog until their content changes. Entries gone
+    from the table (or marked deleted) are left alone. Returns how many entries' details
+    changed."""
     latest = dict(read)  # an entry read twice: its last answer
     changed: list[dict[str, Any]] = []
-    marked: list[dict[str, Any]] = []
+    marked: list[dict[str, Any]] = [{"g": gid, "fetched": now} for gid in unreadable
+                                    if gid not in latest]
     query = sa.select(entries.c.gid, *_STORED, entries.c.details_fetched_at,
                       entries.c.details_content_hash, entries.c.content_hash)
     for chunk in chunks(sorted(latest), IN_CHUNK):
@@ -83,12 +90,15 @@ def _unread() -> sa.ColumnElement[bool]:
 
 
 def backlog(conn: sa.Connection, scopes: Sequence[Scope], limit: int,
-            exclude: Container[str] = frozenset()) -> list[str]:
-    """Up to `limit` live entries of `scopes` whose details are to be read, newest
-    first (but those in `exclude`: this run could not read them)."""
+            exclude: Container[str] = frozenset(), before: dt.date | None = None) -> list[str]:
+    """Up to `limit` live entries of `scopes` (entered before `before`, if given) whose
+    details are to be read, newest first (but those in `exclude`: this run could not
+    read them, or has)."""
     query = (sa.select(entries.c.gid)
              .where(entries.c.deleted_at.is_(None), _unread(), _linked_to(scopes))
              .order_by(entries.c.entered_on.desc(), entries.c.gid.desc()))
+    if before is not None:
+        query = query.where(entries.c.entered_on < before)
     found: list[str] = []
     offset = 0
     while len(found) < limit:  # past the excluded, which stay unread
@@ -101,22 +111,36 @@ def backlog(conn: sa.Connection, scopes: Sequence[Scope], limit: int,
 
 
 def refresh_set(conn: sa.Connection, scopes: Sequence[Scope], since: dt.date, limit: int,
-                after: str | None = None, read_before: dt.datetime | None = None) -> list[str]:
+                after: str | None = None, read_before: dt.datetime | None = None,
+                before: dt.date | None = None) -> list[str]:
     """Up to `limit` live entries of `scopes` whose details were read (before
     `read_before`: not by this run) and can still change: entered on `since` or later,
-    not approved; in gid order after `after`."""
+    not approved; or of any day, whose week's timesheet (as last read) says another
+    approval than they do (approved late, or recalled). Entered before `before`, if
+    given; in gid order after `after`."""
+    recent = sa.and_(entries.c.entered_on >= since,
+                     sa.or_(entries.c.approval_status.is_(None),
+                            entries.c.approval_status != "APPROVED"))
     query = (sa.select(entries.c.gid)
              .where(entries.c.deleted_at.is_(None), sa.not_(_unread()),
-                    entries.c.entered_on >= since,
-                    sa.or_(entries.c.approval_status.is_(None),
-                           entries.c.approval_status != "APPROVED"),
-                    _linked_to(scopes))
+                    sa.or_(recent, _week_says_otherwise()), _linked_to(scopes))
              .order_by(entries.c.gid).limit(limit))
     if after is not None:
         query = query.where(entries.c.gid > after)
     if read_before is not None:
         query = query.where(entries.c.details_fetched_at < read_before)
+    if before is not None:
+        query = query.where(entries.c.entered_on < before)
     return list(conn.execute(query).scalars())
+
+
+def _week_says_otherwise() -> sa.ColumnElement[bool]:
+    """The entry's user's timesheet of its week holds another approval than the entry."""
+    week = timesheet_approval_statuses
+    return sa.exists().where(
+        week.c.user_gid == entries.c.created_by_gid,
+        week.c.start_date <= entries.c.entered_on, week.c.end_date >= entries.c.entered_on,
+        week.c.approval_status != sa.func.coalesce(entries.c.approval_status, ""))
 
 
 def in_window(conn: sa.Connection, scopes: Sequence[Scope], window: DateWindow, limit: int,

@@ -54,15 +54,18 @@ def _upsert(conn: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str, An
     return len(new) + len(changed)
 
 
-def upsert_categories(conn: sa.Connection, rows: Sequence[CategoryRow]) -> int:
-    """Categories as Asana lists them (one listed again is no longer gone)."""
-    return _upsert(conn, categories, rows, {"deleted_at": None})
+def upsert_categories(conn: sa.Connection, rows: Sequence[CategoryRow], workspace: str) -> int:
+    """Categories of `workspace` as Asana lists them (one listed again is no longer gone)."""
+    return _upsert(conn, categories, rows, {"workspace_gid": workspace, "deleted_at": None})
 
 
-def mark_gone_categories(conn: sa.Connection, listed: set[str], now: dt.datetime) -> int:
-    """Categories Asana lists no more, archived or not: marked gone, the rows stay."""
-    gone = [gid for (gid,) in conn.execute(sa.select(categories.c.gid)
-                                           .where(categories.c.deleted_at.is_(None)))
+def mark_gone_categories(conn: sa.Connection, workspace: str, listed: set[str],
+                         now: dt.datetime) -> int:
+    """Categories of `workspace` Asana lists no more, archived or not: marked gone, the
+    rows stay."""
+    gone = [gid for (gid,) in conn.execute(
+        sa.select(categories.c.gid).where(categories.c.deleted_at.is_(None),
+                                          categories.c.workspace_gid == workspace))
             if gid not in listed]
     for chunk in chunks(gone, IN_CHUNK):
         conn.execute(sa.update(categories).where(categories.c.gid.in_(chunk))

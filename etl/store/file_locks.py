@@ -37,6 +37,11 @@ if os.name == "nt":  # pragma: no cover (tested where it runs: not on this proje
             msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
         return True
 
+    def _unlock(fd: int) -> None:
+        """Let go at once: Windows may release a closed file's lock only later."""
+        os.lseek(fd, _REGION, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
     _PROBE_MODE = os.O_RDWR
 else:
     import fcntl
@@ -48,6 +53,9 @@ else:
         except BlockingIOError:
             return False
         return True
+
+    def _unlock(fd: int) -> None:
+        """Nothing to do: closing the file lets go of its flock."""
 
     _PROBE_MODE = os.O_RDONLY
 
@@ -101,6 +109,7 @@ class FileLocks(ScopeLocks):
         for fd in self.fds.values():
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, 0)
+                _unlock(fd)
             os.close(fd)  # releases the lock
         self.fds.clear()
         self.held.clear()

@@ -156,16 +156,16 @@ def finish_run(
     *,
     scopes_failed: int = 0,
     error: str | None = None,
-    details_requests: int = 0,
-    details_changed: int = 0,
-    details_backlog: int | None = None,
+    **counters: int | None,
 ) -> None:
+    """The run's final status, and its counters of what it read beyond the listings
+    (`details_requests`, `details_changed`, `details_backlog`, `listing_requests`,
+    `categories_requests`, `timesheets_requests`, `rates_requests`)."""
     conn.execute(
         sa.update(sync_runs)
         .where(sync_runs.c.id == run_id)
         .values(status=status, finished_at=now, scopes_failed=scopes_failed, error=error,
-                details_requests=details_requests, details_changed=details_changed,
-                details_backlog=details_backlog)
+                **counters)
     )
 
 

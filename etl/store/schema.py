@@ -145,6 +145,12 @@ sync_runs = sa.Table(
     sa.Column("details_changed", sa.Integer, nullable=False, server_default="0"),
     sa.Column("details_backlog", sa.Integer, nullable=True),
     sa.Column("details_list", sa.String(16), nullable=True),
+    # requests by kind (migration 0010): the listings (with the preflight and deletion
+    # confirmations), and the listings around the entries
+    sa.Column("listings_requests", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("categories_requests", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("timesheets_requests", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("rates_requests", sa.Integer, nullable=False, server_default="0"),
     sa.Index(None, "started_at"),
     **MYSQL_TABLE_ARGS,
 )
@@ -230,6 +236,8 @@ time_tracking_categories = sa.Table(
     "time_tracking_categories",
     metadata,
     sa.Column("gid", gid_type(), primary_key=True),
+    # the workspace it belongs to: what "no longer listed" is judged within
+    sa.Column("workspace_gid", gid_type(), nullable=False),
     sa.Column("name", LongText, nullable=True),
     sa.Column("color", sa.String(32), nullable=True),
     sa.Column("is_archived", sa.Boolean, nullable=False),

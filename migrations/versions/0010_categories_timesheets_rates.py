@@ -2,7 +2,7 @@
 
 What lives around the entries, each read with one cheap listing (`[details] categories`,
 `timesheets`, `rates`): `time_tracking_categories` (every category of the workspace,
-archived ones too; `deleted_at` once Asana lists it no more) and
+archived ones too, with its workspace; `deleted_at` once Asana lists it no more) and
 `time_tracking_entry_categories` (which an entry carries); `timesheet_approval_statuses`
 (one a user a week, upper case); `rates` (a person's hourly rate on a project).
 
@@ -10,7 +10,8 @@ archived ones too; `deleted_at` once Asana lists it no more) and
 read, and `cost` (`duration_hours` × the rate of its project and person) with its
 `currency_code`. New views: `v_monthly_hours_by_project` (hours, billable, non-billable,
 approved, cost), `v_weekly_hours_by_user` (hours, approved, billable) and
-`v_monthly_hours_by_category`. The same SQL on every backend.
+`v_monthly_hours_by_category`. The same SQL on every backend. `sync_runs` counts a
+run's requests by kind.
 
 Revision ID: 0010
 Revises: 0009
@@ -22,6 +23,8 @@ from alembic import op
 from sqlalchemy.dialects import mysql
 
 from etl.store.migration_steps import (
+    add_column_if_missing,
+    batch_alter_table,
     create_index_if_missing,
     create_table_if_missing,
     create_view_if_missing,
@@ -64,7 +67,8 @@ def entries_view(dialect: str) -> str:
                e.duration_minutes * r.rate / 60.0 AS cost, r.currency_code,
                e.first_seen_at, e.updated_at
         FROM time_tracking_entries e
-        LEFT JOIN timesheet_approval_statuses w
+        LEFT JOIN (SELECT user_gid, start_date, MAX(approval_status) AS approval_status
+                   FROM timesheet_approval_statuses GROUP BY user_gid, start_date) w
                ON w.user_gid = e.created_by_gid AND w.start_date = {week}
         LEFT JOIN (SELECT parent_gid, resource_gid, MAX(rate) AS rate,
                           MAX(currency_code) AS currency_code
@@ -111,11 +115,16 @@ VIEWS = {
 }
 
 
+#: `sync_runs` counts a run's requests by kind (details' since 0009).
+REQUEST_KINDS = ("listings", "categories", "timesheets", "rates")
+
+
 def upgrade() -> None:
     dialect = op.get_bind().dialect.name
     create_table_if_missing(
         "time_tracking_categories",
         sa.Column("gid", GID, nullable=False),
+        sa.Column("workspace_gid", GID, nullable=False),
         sa.Column("name", LONG_TEXT, nullable=True),
         sa.Column("color", sa.String(32), nullable=True),
         sa.Column("is_archived", sa.Boolean, nullable=False),
@@ -157,6 +166,9 @@ def upgrade() -> None:
     )
     create_index_if_missing("ix_rates_parent_gid_resource_gid", "rates",
                             ["parent_gid", "resource_gid"])
+    for kind in REQUEST_KINDS:
+        add_column_if_missing("sync_runs", sa.Column(f"{kind}_requests", sa.Integer,
+                                                     nullable=False, server_default="0"))
     replace_view("v_time_tracking_entries", entries_view(dialect), having="cost")
     for name, select in VIEWS.items():
         create_view_if_missing(name, select)
@@ -179,3 +191,6 @@ def downgrade() -> None:
     for table in ("rates", "timesheet_approval_statuses", "time_tracking_entry_categories",
                   "time_tracking_categories"):
         drop_table_if_present(table)
+    with batch_alter_table("sync_runs") as batch:
+        for kind in REQUEST_KINDS:
+            batch.drop_column(f"{kind}_requests")
