@@ -28,7 +28,7 @@ from etl.asana.extract import (
 )
 from etl.config import Scope
 from etl.errors import AuthError, AsanaError, RequestRejectedError
-from etl.transform import DETAIL_FIELDS
+from etl.transform import ADDON_FIELDS, DETAIL_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,25 @@ def preflight_details(client: AsanaClient, scope: Scope) -> Preflight:
         return Preflight(time.monotonic() - started, details=_said("unknown", exc.message))
     except AsanaError as exc:
         return Preflight(time.monotonic() - started, details=_said("unknown", exc.message))
-    return Preflight(time.monotonic() - started, first_day(body), _answer(body))
+    latency = time.monotonic() - started
+    answer = _answer(body)
+    if answer == "returned" and _partly(client, body["data"][0]):
+        answer = _said("ignored", "it leaves out fields the single GET gives")
+    return Preflight(latency, first_day(body), answer)
+
+
+def _partly(client: AsanaClient, listed: dict[str, Any]) -> bool:
+    """Whether a list that returns the details leaves out some the add-on gives (the
+    single GET of the same entry has them): then it cannot stand for the single GET.
+    One request, and only where the list lacks an add-on field."""
+    lacking = [f for f in ADDON_FIELDS if f not in listed]
+    if not lacking or not isinstance(listed.get("gid"), str):
+        return False
+    try:
+        alone = fetch_details(client, listed["gid"])
+    except AsanaError:
+        return False
+    return alone is not None and any(f in alone for f in lacking)
 
 
 def probe_list(client: AsanaClient, scope: Scope) -> ListAnswer:

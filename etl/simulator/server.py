@@ -59,8 +59,9 @@ class AsanaSimulator:
         list_extra_fields: what the entries' listing does with `opt_fields` beyond the
             ones it documents (`attributable_to(.name)`, `categories(.name,.color)`,
             `created_by(.name)`, `duration_minutes`, `entered_on`): "ignore" (leave them
-            out, the default), "refuse" (a 400 naming `opt_fields`) or "return" (show
-            them, as the single GET does).
+            out, the default), "refuse" (a 400 naming `opt_fields`), "return" (show
+            them, as the single GET does) or "partial" (show them but for the add-on's,
+            which the single GET shows).
         approval_case: "upper" (the default) or "lower": the case of the timesheets'
             `approval_status`, as the endpoint spoke when it first appeared. Entries'
             `approval_status` is upper case either way.

@@ -86,7 +86,7 @@ def _asked(params: dict[str, str]) -> set[str] | None:
 def _list_fields(sim: AsanaSimulator, params: dict[str, str]) -> set[str] | None:
     """The fields a listing shows: those asked, less what the list does not give.
     Beyond its documented fields it ignores, refuses or returns them, as
-    `sim.list_extra_fields` says."""
+    `sim.list_extra_fields` says ("partial": returns them but for the add-on's)."""
     fields = _asked(params)
     if fields is None:
         return None
@@ -94,8 +94,8 @@ def _list_fields(sim: AsanaSimulator, params: dict[str, str]) -> set[str] | None
     if extra and sim.list_extra_fields == "refuse":
         raise Refusal(400, f"opt_fields: not a field of a time tracking entry listing: "
                            f"{', '.join(sorted(extra))}")
-    if extra and sim.list_extra_fields != "return":
+    if extra and sim.list_extra_fields not in ("return", "partial"):
         fields -= extra
-    if not sim.addon:
+    if not sim.addon or sim.list_extra_fields == "partial":
         fields -= ADDON_FIELDS
     return fields
