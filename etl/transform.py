@@ -134,17 +134,20 @@ ADDON_FIELDS = ("billable_status", "description")
 #: The details' fields as Asana names them in `opt_fields`.
 DETAIL_FIELDS = ("task", "task.name", "created_at", "billable_status", "approval_status",
                  "description")
-#: ... and as they come in an answer.
+#: ... and as they come in an answer; with the categories, what an answer may carry
+#: beyond the list's own fields.
 DETAIL_KEYS = frozenset(field.split(".")[0] for field in DETAIL_FIELDS)
+BESIDE_KEYS = DETAIL_KEYS | {"categories"}
 
 
-def without_details(raw: Any) -> Any:
-    """An entry as the list gives it without the details, whatever was asked: what its row
-    and content hash are made of, so that the list's answer to the details' fields (it
-    may return them or not, from one run to the next) never changes an entry's row. The
-    details have columns of their own."""
-    if isinstance(raw, dict) and not DETAIL_KEYS.isdisjoint(raw):
-        return {k: v for k, v in raw.items() if k not in DETAIL_KEYS}
+def listed_content(raw: Any) -> Any:
+    """An entry with the list's own fields alone, whatever else was asked: what its row,
+    `raw` and content hash are made of. The details and the categories have columns and
+    tables of their own, compared on their own; so whether a run asks for them (the list
+    may return the details or not, from one run to the next; categories may be turned
+    on) never changes an entry's row, nor makes every detail look due again."""
+    if isinstance(raw, dict) and not BESIDE_KEYS.isdisjoint(raw):
+        return {k: v for k, v in raw.items() if k not in BESIDE_KEYS}
     return raw
 #: The longest statuses the columns hold (billable_status, approval_status).
 MAX_BILLABLE_LENGTH, MAX_APPROVAL_LENGTH = 32, 16

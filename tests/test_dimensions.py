@@ -116,18 +116,19 @@ def test_weeks_that_can_still_change_are_read_again_and_a_recall_is_seen(
     approved = max((t for t in data.timesheets.values() if t.approval_status == "APPROVED"),
                    key=lambda t: t.start_date)
     assert approved.start_date >= TODAY - dt.timedelta(days=35)
-    # what can still change: a user's weeks from the first not approved, and the recent ones
+    # what can still change: each user's recent weeks, and each older week not approved
     recent = TODAY - dt.timedelta(days=35)
-    wanted = {user: min([t.start_date for t in data.timesheets.values()
-                         if t.user_gid == user and t.approval_status != "APPROVED"] + [recent])
-              for user in data.users}
+    wanted = {(user, recent.isoformat(), None) for user in data.users} | {
+        (t.user_gid, t.start_date.isoformat(), t.end_date.isoformat())
+        for t in data.timesheets.values()
+        if t.start_date < recent and t.approval_status != "APPROVED"}
     data.set_approval_status(approved.user_gid, approved.start_date, "SUBMITTED")  # recalled
     asked = len(asana_server.requests)
     run_sync(settings(), sleep=sleep)
-    froms = {r.params["user"]: r.params["from_date"] for r in asana_server.requests[asked:]
-             if r.path.endswith("/timesheet_approval_statuses")}
-    assert froms == {user: day.isoformat() for user, day in wanted.items()}
-    assert sum(day < recent for day in wanted.values()) < len(data.users)  # not all history
+    read = {(r.params["user"], r.params["from_date"], r.params.get("to_date"))
+            for r in asana_server.requests[asked:]
+            if r.path.endswith("/timesheet_approval_statuses")}
+    assert read == wanted
     with engine.connect() as conn:
         status = conn.scalar(sa.select(schema.timesheet_approval_statuses.c.approval_status)
                              .where(schema.timesheet_approval_statuses.c.gid == approved.gid))
@@ -325,3 +326,22 @@ def test_the_demo_prints_billable_and_approved_hours_beside_the_hours(tmp_path, 
     figures = [[float(v) for v in line.split()[:3]] for line in lines[at + 2:at + 7]]
     assert len(figures) == 5 and all(b <= h and a <= h for h, b, a in figures)
     assert any(b for _, b, _ in figures) and any(a for _, _, a in figures)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_turning_categories_on_rewrites_no_entry_and_reads_no_detail_again(
+    asana_server, make_settings, engine, sleep
+):
+    data = asana_server.dataset
+    base = make_settings([Scope("workspace", data.workspace_gid)], page_size=50)
+
+    def sync(**on):
+        return run_sync(dataclasses.replace(base, details=DetailsSettings(
+            entries=True, max_requests=0, workspace=data.workspace_gid, **on)), sleep=sleep)
+
+    sync()
+    quiet = sync()  # what a night reads again without them: the refresh set
+    on = sync(categories=True)
+    assert on.counts.updated == 0 and on.details_requests == quiet.details_requests
+    assert rows(engine, schema.time_tracking_entry_categories, "entry_gid", "category_gid") == {
+        (e.gid, c) for e in data.entries.values() for c in e.categories}

@@ -44,11 +44,14 @@ def categories(workspace: str, archived: bool) -> Resource:
                     "/time_tracking_categories", tuple(params))
 
 
-def timesheets(workspace: str, user: str, since: dt.date) -> Resource:
-    """A user's weeks from `since` on."""
-    return Resource(TIMESHEETS, user, "/timesheet_approval_statuses", (
-        ("workspace", workspace), ("user", user), ("from_date", since.isoformat()),
-        ("opt_fields", "user,start_date,end_date,approval_status")))
+def timesheets(workspace: str, user: str, since: dt.date,
+               until: dt.date | None = None) -> Resource:
+    """A user's weeks from `since` on (to `until`, if given)."""
+    params = [("workspace", workspace), ("user", user), ("from_date", since.isoformat())]
+    if until is not None:
+        params.append(("to_date", until.isoformat()))
+    return Resource(TIMESHEETS, f"{user}:{since}", "/timesheet_approval_statuses", (
+        *params, ("opt_fields", "user,start_date,end_date,approval_status")))
 
 
 def rates(project: str) -> Resource:

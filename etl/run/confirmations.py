@@ -16,7 +16,8 @@ from etl.asana.extract import fetch_entry
 from etl.config import Scope
 from etl.run.messages import ConfirmDone, Confirmed, ConfirmOrder
 from etl.run.scheduler import RequestScheduler, SingleRequest
-from etl.transform import without_details
+from etl.dimensions import entry_categories
+from etl.transform import RecordRejected, listed_content
 
 #: The scheduler's queue of confirmations: the first after the listings.
 QUEUE = 0
@@ -75,6 +76,9 @@ class Confirmer:
         raw = fetch_entry(self.client, gid, stats, opt_fields=f"{fields},task")
         if raw is None:
             return Confirmed(scope, gid, None)
-        listed = {"gid", "resource_type", *(f.split(".")[0] for f in fields.split(","))}
-        return Confirmed(scope, gid, without_details({k: v for k, v in raw.items()
-                                                      if k in listed}), task=raw.get("task"))
+        try:
+            categories = entry_categories(raw) if "categories" in fields.split(",") else None
+        except RecordRejected:
+            categories = None
+        return Confirmed(scope, gid, listed_content(raw), task=raw.get("task"),
+                         categories=categories)

@@ -16,13 +16,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 import sqlalchemy as sa
 
 from etl.config import Scope
 from etl.asana.extract import still_in_scope
-from etl.dimensions import entry_categories
 from etl.run.messages import Confirmed
 from etl.store.dimensions import link_categories
 from etl.store.links import mark_seen, unlink
@@ -68,27 +66,12 @@ def apply_confirmations(
         rows.append((scope, row_values(row)))
         entry = listed if answer.task is None else {**listed, "task": answer.task}
         (seen if still_in_scope(scope, entry) else moved).append(gid)
-    upserted = upsert_entries(conn, rows, now)
-    updated = upserted.counts.get(scope, UpsertCounts()).updated
-    _relink(conn, [a.entry for a in answers if a.entry is not None
-                   and a.gid in upserted.changed | upserted.new])
+    updated = upsert_entries(conn, rows, now).counts.get(scope, UpsertCounts()).updated
+    carried = {a.gid: a.categories for a in answers
+               if a.entry is not None and a.categories is not None}
+    if carried:  # the links follow what the entry carries now, as a listing's do
+        link_categories(conn, carried)
     insert_rejected(conn, run_id, scope, rejections, now)
     mark_seen(conn, run_id, scope, seen)
     unlink(conn, scope, moved)
     return PageCounts(deleted=deleted, updated=updated, rejected=len(rejections))
-
-
-def _relink(conn: sa.Connection, written: list[dict[str, Any]]) -> None:
-    """The entries a confirmation wrote carry the categories it shows (where the
-    listings ask for them): the links follow, as they do a listing's."""
-    carried = {}
-    for entry in written:
-        try:
-            categories = entry_categories(entry)
-        except RecordRejected:
-            continue
-        if categories is not None:
-            carried[entry["gid"]] = categories
-    if carried:
-        link_categories(conn, carried)
-

@@ -4,8 +4,9 @@ categories`, `timesheets`, `rates`), and what their ends mean.
 - Categories: every category of the workspace, archived ones too (two listings), from
   the run's start; once both ended, a category listed in neither is marked gone.
 - Timesheets: once the scopes are loaded, for every user whose entries they hold, the
-  weeks that can still change (not approved, and the recent ones: an approval can be
-  recalled), or all of them from the user's first entry if some were never read.
+  recent weeks (an approval can be recalled) in one listing, and each older week that
+  can still change (not approved) alone; or all of them from the user's first entry if
+  some were never read.
 - Rates: once the scopes are loaded, every project their entries are attributed to; a
   rate a project lists no more is gone.
 A refusal (no Timesheets & Budgets add-on) is said once, in one line, with what gives
@@ -94,8 +95,9 @@ class DimensionsReader:
         wanted: list[Resource] = []
         with self.engine.connect() as conn:
             if self.settings.timesheets:
-                wanted += [resources.timesheets(self.settings.workspace, user, since)
-                           for user, since in stored.weeks_to_read(conn, self.scopes, self.recent)]
+                wanted += [resources.timesheets(self.settings.workspace, user, since, until)
+                           for user, since, until in stored.weeks_to_read(
+                               conn, self.scopes, self.recent)]
             if self.settings.rates:
                 wanted += [resources.rates(project)
                            for project in stored.projects_to_rate(conn, self.scopes)]

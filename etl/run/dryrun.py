@@ -127,9 +127,8 @@ def run_dry_run(
 
 def _scope(client, conn, scope, window, settings, result, counted) -> None:
     seen: set[str] = set()
-    # the fields a sync's listings ask for (the details never count: see
-    # transform.without_details), so that what is unchanged hashes the same
-    fields = ListAsks(categories=settings.details.categories).fields
+    # the list's own fields: an entry's row is made of them alone (transform.listed_content)
+    fields = ListAsks().fields
     for page in iter_time_entry_pages(client, scope, settings.asana.page_size,
                                       MAX_LISTING_RESTARTS, window=window, opt_fields=fields):
         rows = []

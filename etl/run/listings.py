@@ -44,7 +44,7 @@ from etl.transform import (
     row_values,
     to_details,
     to_row,
-    without_details,
+    listed_content,
 )
 
 log = logging.getLogger(__name__)
@@ -266,7 +266,7 @@ def flatten(scope: Scope, window: DateWindow, restarts: int, data: list[Any], nu
     asked = plan.widened(window)
     for raw in data:
         try:
-            row = to_row(without_details(raw) if details else raw)
+            row = to_row(listed_content(raw))
         except RecordRejected as exc:
             gid = entry_gid(raw)
             rejections.append(Rejection(gid, str(exc), rejected_payload(raw)))

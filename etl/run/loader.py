@@ -155,9 +155,9 @@ class BatchLoader:
         changed = (store_details(conn, parts.details, now, parts.unreadable)
                    if parts.details or parts.unreadable else 0)
         if parts.categories:  # an entry's links follow it: those it was listed with now
-            touched = upserted.new | upserted.changed
+            loaded = {gid for gids in parts.listed.values() for gid in gids}
             link_categories(conn, {gid: carried for gid, carried in parts.categories.items()
-                                   if gid in touched})
+                                   if gid in loaded})
         for page in parts.resources:
             store_resource(conn, page)
         runs.record_batch(conn, self.run_id, {

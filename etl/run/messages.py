@@ -108,14 +108,17 @@ class ScopeListed(Done):
 
 @dataclass
 class Confirmed:
-    """What Asana says of one deletion candidate: the entry with the fields its listing
-    asks for, or None for a 404; and its task (a listing of a task holds its entries)."""
+    """What Asana says of one deletion candidate: the entry with the list's own fields (see
+    `transform.listed_content`), or None for a 404; its task (a listing of a task holds its
+    entries), and its categories."""
 
     scope: Scope
     gid: str
     entry: dict[str, Any] | None
     stats: CallStats = field(default_factory=CallStats)
     task: dict[str, Any] | None = None
+    #: the categories it carries, where the listings ask for them
+    categories: tuple[str, ...] | None = None
 
 
 class ConfirmDone(Done):

@@ -130,32 +130,38 @@ def projects_to_rate(conn: sa.Connection, scopes: Sequence[Scope]) -> list[str]:
 
 
 def weeks_to_read(conn: sa.Connection, scopes: Sequence[Scope],
-                  recent: dt.date) -> list[tuple[str, dt.date]]:
-    """Each user whose live entries `scopes` hold, with the first day to read their
-    weeks from: the Monday of their earliest entry when a week of theirs was never read;
-    else the earliest week that can still change (not approved), or `recent` (an
-    approval can be recalled), whichever is earlier."""
+                  recent: dt.date) -> list[tuple[str, dt.date, dt.date | None]]:
+    """The weeks to read of each user whose live entries `scopes` hold, as (user, from,
+    to or None for up to now): all from the Monday of their earliest entry when a week
+    of theirs was never read; else from `recent` on (an approval can be recalled), and
+    each older week that can still change (not approved) alone."""
     first_entry = (sa.select(entries.c.created_by_gid.label("user"),
                              sa.func.min(entries.c.entered_on).label("first"))
                    .where(entries.c.deleted_at.is_(None), entries.c.created_by_gid.is_not(None),
                           _of_scopes(scopes))
                    .group_by(entries.c.created_by_gid).subquery())
     sheets = (sa.select(timesheets.c.user_gid.label("user"),
-                        sa.func.min(timesheets.c.start_date).label("read_from"),
-                        sa.func.min(sa.case((timesheets.c.approval_status != "APPROVED",
-                                             timesheets.c.start_date))).label("open"))
+                        sa.func.min(timesheets.c.start_date).label("read_from"))
               .group_by(timesheets.c.user_gid).subquery())
-    query = (sa.select(first_entry.c.user, first_entry.c.first, sheets.c.read_from, sheets.c.open)
+    query = (sa.select(first_entry.c.user, first_entry.c.first, sheets.c.read_from)
              .outerjoin(sheets, sheets.c.user == first_entry.c.user)
              .order_by(first_entry.c.user))
-    found = []
-    for user, first, read_from, still_open in conn.execute(query):
-        first, read_from, still_open = (_day(first), _day(read_from), _day(still_open))
+    found: list[tuple[str, dt.date, dt.date | None]] = []
+    known = []
+    for user, first, read_from in conn.execute(query):
+        first, read_from = _day(first), _day(read_from)
         monday = first - dt.timedelta(days=first.weekday())
         if read_from is None or monday < read_from:
-            found.append((user, monday))
+            found.append((user, monday, None))
         else:
-            found.append((user, min(still_open or recent, recent)))
+            found.append((user, recent, None))
+            known.append(user)
+    for chunk in chunks(known, IN_CHUNK):
+        found += [(user, _day(start), _day(end)) for user, start, end in conn.execute(
+            sa.select(timesheets.c.user_gid, timesheets.c.start_date, timesheets.c.end_date)
+            .where(timesheets.c.user_gid.in_(chunk), timesheets.c.start_date < recent,
+                   timesheets.c.approval_status != "APPROVED")
+            .order_by(timesheets.c.user_gid, timesheets.c.start_date))]
     return found
 
 
