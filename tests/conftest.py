@@ -37,15 +37,30 @@ def asana_server(dataset: Dataset) -> Iterator[AsanaSimulator]:
         yield server
 
 
+#: Holds tests/processes/sitecustomize.py, which Python processes started by a test load.
+PROCESS_FIXTURES = Path(__file__).resolve().parent / "processes"
+#: The split threshold those processes use (see `_listings_split_only_where_asked`).
+THRESHOLD_VARIABLE = "ASANA_ETL_TEST_MIN_SPLIT_LATENCY"
+
+
 @pytest.fixture(autouse=True)
 def _listings_split_only_where_asked(request: pytest.FixtureRequest,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """A run splits listings when requests are slow (`plan.MIN_SPLIT_LATENCY`); against
     the simulator in this busy process a request sometimes is, so that splits would come
     and go with the machine's load. Tests that split ask for it (`splitting`), and tests
-    of the threshold itself for the real one (`split_as_shipped`)."""
+    of the threshold itself for the real one (`split_as_shipped`).
+
+    The same holds in the processes the test starts (an `asana-etl sync` of its own, a
+    fetcher started by spawn): tests/processes/sitecustomize.py sets their threshold to
+    this one, which it reads from the environment."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(PROCESS_FIXTURES), *filter(None, [os.environ.get("PYTHONPATH")])]))
     if not {"splitting", "split_as_shipped"} & set(request.fixturenames):
         monkeypatch.setattr(plan, "MIN_SPLIT_LATENCY", math.inf)
+        monkeypatch.setenv(THRESHOLD_VARIABLE, "inf")
+    elif "split_as_shipped" in request.fixturenames:
+        monkeypatch.delenv(THRESHOLD_VARIABLE, raising=False)
 
 
 @pytest.fixture
@@ -58,6 +73,7 @@ def splitting(monkeypatch: pytest.MonkeyPatch) -> None:
     """Listings split whenever fewer are open than the budget could feed, however fast
     the simulator answers (the rate limit then sets how many that is)."""
     monkeypatch.setattr(plan, "MIN_SPLIT_LATENCY", 0.0)
+    monkeypatch.setenv(THRESHOLD_VARIABLE, "0")
 
 
 class SleepRecorder:
@@ -159,3 +175,111 @@ def make_settings(asana_server: AsanaSimulator, database_url: str) -> Callable[.
         )
 
     return make
+
+
+# --- the suite on several workers (pytest-xdist: ./run-tests runs `-n N --dist load`) ---
+
+#: The tests that take longest, with their seconds on this 2-core machine run one at a
+#: time (a name matches each of its parametrisations). On several workers they start
+#: first, the longest first, so that none of them is left to end the run alone.
+LONGEST = [
+    ("test_migration_kills.py::test_sigkills_during_db_upgrade_then_db_upgrade_completes"
+     "_the_schema[mysql]", 71),
+    ("test_migration_kills.py::test_sigkills_during_db_upgrade_then_db_upgrade_completes"
+     "_the_schema[sqlite]", 55),
+    ("test_crash.py::test_ten_sigkills_then_reruns_leave_the_tables_equal_to_the_server", 39),
+    ("test_quickstart.py::test_the_readme_quick_start_works_in_a_fresh_copy", 20),
+    ("test_database_faults.py::test_a_database_lost_mid_run_is_exit_5", 19),
+    ("test_lock.py::test_two_first_syncs_on_a_new_sqlite_file", 17),
+    ("test_terminal.py::test_a_sync_on_a_terminal_shows_every_log_line", 12),
+    ("test_pipeline.py::test_five_thousand_entries_in_fifty_overlapping_scopes", 10),
+    ("test_crash.py::test_a_killed_run_never_blocks_the_next_one_on_servers", 9),
+    ("test_recipes.py::test_the_prefect_flow_runs_every_group", 7),
+    ("test_crash.py::test_the_token_is_stored_nowhere", 7),
+    ("test_lock.py::test_runs_over_scopes_that_share_entries", 6),
+    ("test_crash.py::test_sigterm_rolls_back_the_page", 6),
+    ("test_hostile_pages.py::test_a_byte_every_two_seconds", 6),
+    ("test_database_faults.py::test_a_run_that_loses_its_lock_connection", 5),
+    ("test_migrations.py::test_an_installed_wheel", 5),
+]
+
+#: Tests whose parametrisations share a fixture wider than a test, and so must run one
+#: after the other in one process, as they do without xdist: test_backends' module-scoped
+#: `bi_answers` (and test_dimensions' `answers`) holds each backend's answers for the next
+#: backend's to be held against.
+SHARED = ["test_backends.py::test_readme_bi_queries_answer_the_same_on_every_backend",
+          "test_dimensions.py::test_readme_finance_queries_answer_the_same_on_every_backend"]
+
+
+def _matching(nodeid: str, names: list[str]) -> str | None:
+    name = nodeid.split("/")[-1]
+    return next((prefix for prefix in names if name.startswith(prefix)), None)
+
+
+def expected_seconds(nodeid: str) -> float:
+    """How long a test is known to take (0: not one of the `LONGEST`)."""
+    prefix = _matching(nodeid, [prefix for prefix, _ in LONGEST])
+    return dict(LONGEST)[prefix] if prefix else 0
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test that shares a fixture wider than a test must be in `SHARED`."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        wide = [name for name, defs in (info.name2fixturedefs.items() if info else ())
+                if defs and defs[-1].scope in ("package", "module", "class")]
+        if wide and not _matching(item.nodeid, SHARED):
+            raise pytest.UsageError(
+                f"{item.nodeid} shares {', '.join(wide)} with other tests: add it to SHARED "
+                "in tests/conftest.py, so that they run in one process on xdist")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist load`, with the longest tests first (see `LongestFirst`)."""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScheduling
+
+    class LongestFirst(LoadScheduling):
+        """Hands out the tests one at a time: the `LONGEST` first, the longest first, and
+        the `SHARED` ones together.
+
+        A worker runs a test once it has the next one (or is told there are none), so
+        each worker holds the test it runs and one more, which waits for it. Behind a
+        long test that one is short, and behind a short test it is the longest left:
+        the long tests start as soon as a worker is free, and no long test waits for
+        another."""
+
+        def schedule(self) -> None:
+            assert self.collection_is_completed
+            if self.collection is None:
+                if not self._check_nodes_have_same_collection():
+                    self.log("**Different tests collected, aborting run**")
+                    return
+                self.collection = next(iter(self.node2collection.values()))
+                self.seconds = [expected_seconds(nodeid) for nodeid in self.collection]
+                self.pending[:] = sorted(range(len(self.collection)),
+                                         key=lambda i: -self.seconds[i])
+            for node in self.nodes:
+                self.check_schedule(node)
+
+        def check_schedule(self, node: Any, duration: float = 0) -> None:
+            if node.shutting_down:
+                return
+            queue = self.node2pending[node]
+            while len(queue) < 2 and self.pending:
+                behind_long = bool(queue) and self.seconds[queue[0]] > 0
+                index = next((i for i in self.pending if (self.seconds[i] > 0) != behind_long),
+                             self.pending[0])
+                shared = _matching(self.collection[index], SHARED)
+                unit = [i for i in self.pending
+                        if shared and _matching(self.collection[i], SHARED) == shared] or [index]
+                for i in unit:
+                    self.pending.remove(i)
+                queue.extend(unit)
+                node.send_runtest_some(unit)
+            if not self.pending:
+                node.shutdown()  # it runs what it holds, and then stops
+
+    return LongestFirst(config, log)
