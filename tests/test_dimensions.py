@@ -116,12 +116,15 @@ def test_weeks_that_can_still_change_are_read_again_and_a_recall_is_seen(
     approved = max((t for t in data.timesheets.values() if t.approval_status == "APPROVED"),
                    key=lambda t: t.start_date)
     assert approved.start_date >= TODAY - dt.timedelta(days=35)
-    # what can still change: each user's recent weeks, and each older week not approved
+    # what can still change: each user's recent weeks, and each older week not approved;
+    # ten weeks fit a page, so one listing from a user's oldest open week is the cheapest
     recent = TODAY - dt.timedelta(days=35)
-    wanted = {(user, recent.isoformat(), None) for user in data.users} | {
-        (t.user_gid, t.start_date.isoformat(), t.end_date.isoformat())
-        for t in data.timesheets.values()
-        if t.start_date < recent and t.approval_status != "APPROVED"}
+    oldest_open = {user: min((t.start_date for t in data.timesheets.values()
+                              if t.user_gid == user and t.start_date < recent
+                              and t.approval_status != "APPROVED"), default=recent)
+                   for user in data.users}
+    assert any(day < recent for day in oldest_open.values())
+    wanted = {(user, day.isoformat(), None) for user, day in oldest_open.items()}
     data.set_approval_status(approved.user_gid, approved.start_date, "SUBMITTED")  # recalled
     asked = len(asana_server.requests)
     run_sync(settings(), sleep=sleep)
@@ -345,3 +348,42 @@ def test_turning_categories_on_rewrites_no_entry_and_reads_no_detail_again(
     assert on.counts.updated == 0 and on.details_requests == quiet.details_requests
     assert rows(engine, schema.time_tracking_entry_categories, "entry_gid", "category_gid") == {
         (e.gid, c) for e in data.entries.values() for c in e.categories}
+
+
+def test_the_weeks_to_read_cost_the_fewest_requests():
+    from etl.store.dimensions import cheapest_reads
+
+    recent = dt.date(2026, 11, 2)
+
+    def weeks(first: dt.date, count: int, open_: set[int]) -> list:
+        days = [first + dt.timedelta(weeks=i) for i in range(count)]
+        return [(day, day + dt.timedelta(days=6), i in open_ or day >= recent)
+                for i, day in enumerate(days)]
+
+    # nothing older is open: the recent weeks alone
+    assert cheapest_reads([], recent, 100) == [(recent, None)]
+    # a week left open five years ago: it alone and the recent weeks (2 requests), not
+    # 257 weeks (3 pages)
+    five_years = weeks(recent - dt.timedelta(weeks=257), 262, {0})
+    assert cheapest_reads(five_years, recent, 100) == [
+        (five_years[0][0], five_years[0][1]), (recent, None)]
+    # a team that never approves: every week open, two years in two pages
+    never = weeks(recent - dt.timedelta(weeks=104), 108, set(range(104)))
+    assert cheapest_reads(never, recent, 100) == [(never[0][0], None)]
+    # one open week long ago, the others recent enough to share a listing: 1 + 1
+    mixed = weeks(recent - dt.timedelta(weeks=250), 254, {0, 220, 230, 240})
+    assert cheapest_reads(mixed, recent, 100) == [
+        (mixed[0][0], mixed[0][1]), (mixed[220][0], None)]
+    # on pages of 10 weeks, every choice but a listing from week 0 costs 5: at equal cost
+    # the longest listing is taken (it reads the most weeks)
+    assert cheapest_reads(mixed, recent, 10) == [
+        (mixed[0][0], mixed[0][1]), (mixed[220][0], None)]
+    # a user with no entries lately: their open weeks alone, no recent weeks
+    assert cheapest_reads(five_years, recent, 100, lately=False) == [
+        (five_years[0][0], five_years[0][1])]
+    assert cheapest_reads([], recent, 100, lately=False) == []
+    assert cheapest_reads(mixed, recent, 100, lately=False) == [
+        (mixed[0][0], mixed[0][1]), (mixed[220][0], None)]
+    # a week open eight weeks back: one listing from it (1), not it and the recent (2)
+    near = weeks(recent - dt.timedelta(weeks=10), 14, {2})
+    assert cheapest_reads(near, recent, 100) == [(near[2][0], None)]

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from etl.asana.pagination import Pagination
 
 CATEGORIES, TIMESHEETS, RATES = "categories", "timesheets", "rates"
+#: Rows a page of each listing.
+PAGE_SIZE = 100
 #: What a refusal of each means to a person: what is missing, and what gives it.
 MISSING = {
     CATEGORIES: "time tracking categories",
@@ -30,7 +32,7 @@ class Resource:
     path: str
     params: tuple[tuple[str, str], ...]
 
-    def pagination(self, page_size: int = 100) -> Pagination:
+    def pagination(self, page_size: int = PAGE_SIZE) -> Pagination:
         return Pagination(self.path, dict(self.params), page_size)
 
 

@@ -3,10 +3,12 @@ categories`, `timesheets`, `rates`), and what their ends mean.
 
 - Categories: every category of the workspace, archived ones too (two listings), from
   the run's start; once both ended, a category listed in neither is marked gone.
-- Timesheets: once the scopes are loaded, for every user whose entries they hold, the
-  recent weeks (an approval can be recalled) in one listing, and each older week that
-  can still change (not approved) alone; or all of them from the user's first entry if
-  some were never read.
+- Timesheets: once the scopes are loaded, for every user whose entries they hold, each
+  older week that can still change (not approved) and, if the user has entries in
+  them, the recent weeks (an approval can be recalled), in the fewest requests: one
+  listing up to now, from the oldest open week or a later one, and each open week
+  before that alone (`store.dimensions.cheapest_reads`); or all of them from the user's
+  first entry if some were never read.
 - Rates: once the scopes are loaded, every project their entries are attributed to; a
   rate a project lists no more is gone.
 A refusal (no Timesheets & Budgets add-on) is said once, in one line, with what gives
@@ -97,7 +99,7 @@ class DimensionsReader:
             if self.settings.timesheets:
                 wanted += [resources.timesheets(self.settings.workspace, user, since, until)
                            for user, since, until in stored.weeks_to_read(
-                               conn, self.scopes, self.recent)]
+                               conn, self.scopes, self.recent, resources.PAGE_SIZE)]
             if self.settings.rates:
                 wanted += [resources.rates(project)
                            for project in stored.projects_to_rate(conn, self.scopes)]

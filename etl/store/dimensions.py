@@ -129,40 +129,88 @@ def projects_to_rate(conn: sa.Connection, scopes: Sequence[Scope]) -> list[str]:
     return list(conn.execute(query).scalars())
 
 
-def weeks_to_read(conn: sa.Connection, scopes: Sequence[Scope],
-                  recent: dt.date) -> list[tuple[str, dt.date, dt.date | None]]:
+def weeks_to_read(conn: sa.Connection, scopes: Sequence[Scope], recent: dt.date,
+                  page_size: int) -> list[tuple[str, dt.date, dt.date | None]]:
     """The weeks to read of each user whose live entries `scopes` hold, as (user, from,
     to or None for up to now): all from the Monday of their earliest entry when a week
-    of theirs was never read; else from `recent` on (an approval can be recalled), and
-    each older week that can still change (not approved) alone."""
+    of theirs was never read; else each older week that can still change (not approved)
+    and, if they have entries from the week of `recent` on, the recent weeks (an
+    approval can be recalled), in as few requests as `cheapest_reads` finds (`page_size`
+    weeks a page)."""
     first_entry = (sa.select(entries.c.created_by_gid.label("user"),
-                             sa.func.min(entries.c.entered_on).label("first"))
+                             sa.func.min(entries.c.entered_on).label("first"),
+                             sa.func.max(entries.c.entered_on).label("last"))
                    .where(entries.c.deleted_at.is_(None), entries.c.created_by_gid.is_not(None),
                           _of_scopes(scopes))
                    .group_by(entries.c.created_by_gid).subquery())
     sheets = (sa.select(timesheets.c.user_gid.label("user"),
                         sa.func.min(timesheets.c.start_date).label("read_from"))
               .group_by(timesheets.c.user_gid).subquery())
-    query = (sa.select(first_entry.c.user, first_entry.c.first, sheets.c.read_from)
+    query = (sa.select(first_entry.c.user, first_entry.c.first, first_entry.c.last,
+                       sheets.c.read_from)
              .outerjoin(sheets, sheets.c.user == first_entry.c.user)
              .order_by(first_entry.c.user))
     found: list[tuple[str, dt.date, dt.date | None]] = []
-    known = []
-    for user, first, read_from in conn.execute(query):
+    known: dict[str, bool] = {}  # user -> has entries in the recent weeks
+    recent_monday = recent - dt.timedelta(days=recent.weekday())
+    for user, first, last, read_from in conn.execute(query):
         first, read_from = _day(first), _day(read_from)
         monday = first - dt.timedelta(days=first.weekday())
         if read_from is None or monday < read_from:
             found.append((user, monday, None))
         else:
-            found.append((user, recent, None))
-            known.append(user)
-    for chunk in chunks(known, IN_CHUNK):
-        found += [(user, _day(start), _day(end)) for user, start, end in conn.execute(
-            sa.select(timesheets.c.user_gid, timesheets.c.start_date, timesheets.c.end_date)
-            .where(timesheets.c.user_gid.in_(chunk), timesheets.c.start_date < recent,
-                   timesheets.c.approval_status != "APPROVED")
-            .order_by(timesheets.c.user_gid, timesheets.c.start_date))]
+            known[user] = _day(last) >= recent_monday
+    # each known user's weeks from their oldest open one before `recent` (none: no row)
+    oldest_open = (sa.select(timesheets.c.user_gid.label("user"),
+                             sa.func.min(timesheets.c.start_date).label("oldest"))
+                   .where(timesheets.c.start_date < recent,
+                          timesheets.c.approval_status != "APPROVED")
+                   .group_by(timesheets.c.user_gid).subquery())
+    weeks: dict[str, list[tuple[dt.date, dt.date, bool]]] = {user: [] for user in known}
+    for chunk in chunks(list(known), IN_CHUNK):
+        for user, start, end, status in conn.execute(
+            sa.select(timesheets.c.user_gid, timesheets.c.start_date, timesheets.c.end_date,
+                      timesheets.c.approval_status)
+            .join(oldest_open, sa.and_(oldest_open.c.user == timesheets.c.user_gid,
+                                       timesheets.c.start_date >= oldest_open.c.oldest))
+            .where(timesheets.c.user_gid.in_(chunk))
+            .order_by(timesheets.c.user_gid, timesheets.c.start_date)):
+            weeks[user].append((_day(start), _day(end), status != "APPROVED"))
+    for user, lately in known.items():
+        found += [(user, since, until)
+                  for since, until in cheapest_reads(weeks[user], recent, page_size, lately)]
+    found.sort(key=lambda read: (read[0], read[1]))
     return found
+
+
+def cheapest_reads(weeks: Sequence[tuple[dt.date, dt.date, bool]], recent: dt.date,
+                   page_size: int, lately: bool = True) -> list[tuple[dt.date, dt.date | None]]:
+    """A user's reads, as (from, to or None for up to now), that cover each older week
+    that is open and, if the user has entries in them (`lately`), the weeks from `recent`
+    on, in the fewest requests: one listing up to now from some open week (or from
+    `recent`, or none), each open week before it alone.
+
+    `weeks`: the user's stored weeks in date order, from their oldest open one, as
+    (start, end, open). A listing from a week costs a page per `page_size` weeks stored
+    from it on (one more for the week that may be new); a week alone costs one."""
+    opens = [i for i, (start, _, is_open) in enumerate(weeks) if is_open and start < recent]
+    recent_weeks = sum(1 for start, _, _ in weeks if start >= recent)
+
+    def pages(count: int) -> int:
+        return -(-count // page_size)
+
+    # (requests, weeks read alone): a listing from the n-th open week, or from `recent`
+    # (none if not `lately`) and every open week alone
+    costs = [(pages(len(weeks) - i + 1) + n, n) for n, i in enumerate(opens)]
+    costs.append((pages(recent_weeks + 1) * lately + len(opens), len(opens)))
+    _, alone = min(costs)
+    reads: list[tuple[dt.date, dt.date | None]] = [
+        (weeks[i][0], weeks[i][1]) for i in opens[:alone]]
+    if alone < len(opens):
+        reads.append((weeks[opens[alone]][0], None))
+    elif lately:
+        reads.append((recent, None))
+    return reads
 
 
 def _day(value: Any) -> dt.date | None:
