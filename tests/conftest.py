@@ -223,7 +223,10 @@ def expected_seconds(nodeid: str) -> float:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """A test that shares a fixture wider than a test must be in `SHARED`."""
+    """On xdist workers, a test that shares a fixture wider than a test must be in
+    `SHARED` (run in one process, as tests/recipes are, any test may share one)."""
+    if not (config.pluginmanager.hasplugin("xdist") and config.getoption("numprocesses")):
+        return
     for item in items:
         info = getattr(item, "_fixtureinfo", None)
         wide = [name for name, defs in (info.name2fixturedefs.items() if info else ())
