@@ -184,9 +184,9 @@ def make_settings(asana_server: AsanaSimulator, database_url: str) -> Callable[.
 #: first, the longest first, so that none of them is left to end the run alone.
 LONGEST = [
     ("test_migration_kills.py::test_sigkills_during_db_upgrade_then_db_upgrade_completes"
-     "_the_schema[mysql]", 71),
+     "_the_schema[mysql]", 48),
     ("test_migration_kills.py::test_sigkills_during_db_upgrade_then_db_upgrade_completes"
-     "_the_schema[sqlite]", 55),
+     "_the_schema[sqlite]", 37),
     ("test_crash.py::test_ten_sigkills_then_reruns_leave_the_tables_equal_to_the_server", 39),
     ("test_quickstart.py::test_the_readme_quick_start_works_in_a_fresh_copy", 20),
     ("test_database_faults.py::test_a_database_lost_mid_run_is_exit_5", 19),
