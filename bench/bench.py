@@ -29,6 +29,11 @@ listing), and 429s; and checks the tables against the simulated data.
   backfill    `backfill --since/--until` of 90 days over 20 users, into an empty database
   recent      after a full sync and a month of edits, inserts and deletions (and some
               to older entries), `sync --recent 30` against a full nightly `sync`
+  details     entries' details (one request each) at 200 ms and 150 per 6 s: the first
+              read of 20,000 as a share of the limit; a nightly sync with details on
+              against one without, after a month of changes (requests for details
+              against new + changed + the refresh set; when the listings ended); a
+              backlog of 4,000 drained at max_requests = 1,000 (about 20 minutes in all)
   deletions   the sync that confirms, one request each, entries deleted in Asana from one
               workspace scope: 80,000 of 100,000 at zero latency with no rate limit, and
               1,000 of 10,000 at 200 ms and the scaled limit (requests a second over the
@@ -79,15 +84,16 @@ class Simulator:
 
 
 def run_tool(sim: Simulator, database_url: str, rpm: int, work: Path,
-             scopes: str | None = None, command: tuple[str, ...] = ("sync",)) -> dict:
+             scopes: str | None = None, command: tuple[str, ...] = ("sync",),
+             sections: str = "") -> dict:
     """One run of the real command line against `sim`: `command` over `scopes` (a
-    `[scopes]` TOML body; default: every user)."""
+    `[scopes]` TOML body; default: every user); `sections`: more of the config (TOML)."""
     if scopes is None:
         scopes = "users = [" + ", ".join(f'"{u}"' for u in sim.info["users"]) + "]"
     config = work / "config.toml"
     config.write_text(
         f'[asana]\nbase_url = "{sim.info["base_url"]}"\nrequests_per_minute = {rpm}\n'
-        f'[database]\nurl = "{database_url}"\n[scopes]\n{scopes}\n'
+        f'[database]\nurl = "{database_url}"\n{sections}[scopes]\n{scopes}\n'
     )
     env = {**os.environ, "ASANA_ACCESS_TOKEN": sim.info["token"]}
     if os.environ.get("ASANA_ETL_BENCH_CODE"):  # A/B: the command line of another checkout
@@ -112,7 +118,9 @@ def run_tool(sim: Simulator, database_url: str, rpm: int, work: Path,
     finished = next(json.loads(line) for line in lines[::-1] if '"run_finished"' in line)
     # ru_maxrss: the larger of the run's process and its fetcher, each at its peak
     return {"seconds": seconds, "entries": finished["entries"],
-            "run_seconds": finished["seconds"],
+            "run_seconds": finished["seconds"], "details_requests": finished["details_requests"],
+            "details_backlog": finished["details_backlog"],
+            "requests_by_kind": finished.get("requests_by_kind", {}),
             "load_seconds": finished["load_seconds"], "rss_mb": usage.ru_maxrss / 1024,
             "tree_pss_mb": sampler.peak_mb}
 
@@ -562,12 +570,121 @@ def scenario_deletions(args) -> None:
               f"{'yes' if all(r['exact'] for r in results) else 'NO':>5}")
 
 
+# --- entry details: the single GET an entry, in the gaps of the budget ---------------------
+
+DETAILS_PATH = "/api/1.0/time_tracking_entries/"
+
+
+def details_section(max_requests: int, workspace: str | None = None) -> str:
+    """Entry details on; with `workspace`, categories, timesheets and rates too."""
+    everything = (f'categories = true\ntimesheets = true\nrates = true\nworkspace = "{workspace}"\n'
+                  if workspace else "")
+    return f"[details]\nentries = true\nmax_requests = {max_requests}\n{everything}"
+
+
+def split_requests(sim: Served) -> tuple[list[float], list[float]]:
+    """When each request of the entries' listings and each entry's details' single GET
+    (not a deletion confirmation's) was answered."""
+    listing = [r.at for r in sim.server.requests if r.path == DETAILS_PATH.rstrip("/")]
+    single = [r.at for r in sim.server.requests if r.path.startswith(DETAILS_PATH)
+              and "billable_status" in r.params.get("opt_fields", "")]
+    return listing, single
+
+
+def refresh_size(data, days: int = 35) -> int:
+    since = TODAY - dt.timedelta(days=days - 1)
+    return sum(1 for e in data.entries.values()
+               if e.entered_on >= since and data.approval_status(e) != "APPROVED")
+
+
+def scenario_details(args) -> None:
+    """The first read of 20,000 entries' details at Asana's pace; a nightly sync with
+    details on against one without, on the same data after a month of changes; a backlog
+    drained over nights under a cap."""
+    import random
+    import shutil
+
+    data = two_years(20_000, 20)
+    sim = Served(data, args.latency, args.limit)
+    scope = f'workspace = "{data.workspace_gid}"'
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            work, db = Path(tmp), Path(tmp) / "bench.db"
+            url = f"sqlite:///{db}"
+            sim.reset()
+            first = run_tool(sim, url, 1500, work, scope, sections=details_section(0))
+            listing, single = split_requests(sim)
+            span = max(1e-9, max(single) - min(single))
+            print("\ndetails: entry details at 200 ms, 150 requests per 6 s (1,500 a minute)")
+            print(f"first read of {len(data.entries):,} entries' details: {len(single):,} single "
+                  f"GETs ({len(single) / len(data.entries):.3f} an entry) in {span:.0f} s: "
+                  f"{len(single) / span * 60:,.0f} a minute, "
+                  f"{len(single) / span * 60 / 1500 * 100:.1f} % of the limit; whole command "
+                  f"{first['seconds']:.0f} s, backlog after {first['details_backlog']}")
+            rng = random.Random(3)
+            mutate_month(data, rng)
+            recent = [e for e in data.entries.values()
+                      if e.entered_on >= TODAY - dt.timedelta(days=20)]
+            for e in rng.sample(recent, 30):  # billable flags flipped: only a re-read sees them
+                data.edit_entry(e.gid, billable_status="nonBillable"
+                                if e.billable_status == "billable" else "billable")
+            # new, changed (a listing sees the last two only in a full read), the refresh set
+            bound = 80 + 60 + 5 + 20 + refresh_size(data)
+            shutil.copy(db, work / "before.db")
+            rows = []
+            everything = details_section(0, data.workspace_gid)
+            for name, sections in (("details off", ""), ("details on", details_section(0)),
+                                   ("everything, 1st", everything),
+                                   ("everything", everything)):
+                if name != "everything":  # the night after everything's first: from there
+                    shutil.copy(work / "before.db", db)
+                sim.reset()
+                r = run_tool(sim, url, 1500, work, scope, sections=sections)
+                listing, single = split_requests(sim)
+                start = min(listing)
+                rows.append((name, r, max(listing) - start, len(single)))
+            print(f"a nightly sync after a month of changes (80 new, 85 changed, 30 billable "
+                  f"flags flipped; refresh set {refresh_size(data):,}; bound for details: "
+                  f"{bound:,} requests):")
+            for name, r, listings_end, singles in rows:
+                print(f"  {name:15} listings ended {listings_end:6.1f} s after the first "
+                      f"request; details' GETs {singles:5,d}; whole command {r['seconds']:6.1f} s")
+                kinds = ", ".join(f"{kind} {n:,}" for kind, n in r["requests_by_kind"].items())
+                print(f"  {'':15} requests by kind: {kinds}")
+            users = len({e.user_gid for e in data.entries.values()})
+            projects = len({e.attributable_to for e in data.entries.values() if e.attributable_to})
+            print(f"  (bar with everything on: categories 2 listings, timesheets a page a user "
+                  f"with entries in the re-read weeks (weeks open long ago: a request more): "
+                  f"{users}, rates a listing a project: {projects})")
+    finally:
+        sim.close()
+
+    data = two_years(4_000, 20, seed=5)
+    sim = Served(data, args.latency, args.limit)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            url = f"sqlite:///{work / 'bench.db'}"
+            print(f"a backlog of {len(data.entries):,} entries drained at max_requests = 1,000:")
+            night, backlog = 0, None
+            while backlog != 0 and night < 10:
+                night += 1
+                sim.reset()
+                r = run_tool(sim, url, 1500, work, f'workspace = "{data.workspace_gid}"',
+                             sections=details_section(1000))
+                backlog = r["details_backlog"]
+                print(f"  night {night}: {r['details_requests']:5,d} requests for details, "
+                      f"backlog after {backlog:5,d}, {r['seconds']:5.1f} s")
+    finally:
+        sim.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scenario", choices=["rate", "memory", "throughput", "workspace", "skewed",
                                              "backfill", "recent", "listings", "deletions",
-                                             "all"])
+                                             "details", "all"])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--scopes", type=int, default=40)
     parser.add_argument("--per-scope", type=int, default=1000)
@@ -595,6 +712,8 @@ def main() -> None:
             globals()[f"scenario_{name}"](args)
     if args.scenario in ("deletions", "all"):
         scenario_deletions(args)
+    if args.scenario in ("details", "all"):
+        scenario_details(args)
 
 
 if __name__ == "__main__":
