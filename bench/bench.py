@@ -117,9 +117,11 @@ def run_tool(sim: Simulator, database_url: str, rpm: int, work: Path,
         raise SystemExit(f"sync failed ({process.returncode}):\n" + "\n".join(lines[-20:]))
     finished = next(json.loads(line) for line in lines[::-1] if '"run_finished"' in line)
     # ru_maxrss: the larger of the run's process and its fetcher, each at its peak
+    # (.get: a run of code from before entry details, for A/B, has no such keys)
     return {"seconds": seconds, "entries": finished["entries"],
-            "run_seconds": finished["seconds"], "details_requests": finished["details_requests"],
-            "details_backlog": finished["details_backlog"],
+            "run_seconds": finished["seconds"],
+            "details_requests": finished.get("details_requests", 0),
+            "details_backlog": finished.get("details_backlog", 0),
             "requests_by_kind": finished.get("requests_by_kind", {}),
             "load_seconds": finished["load_seconds"], "rss_mb": usage.ru_maxrss / 1024,
             "tree_pss_mb": sampler.peak_mb}

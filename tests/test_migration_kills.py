@@ -30,8 +30,8 @@ from tests.test_migrations import REVISIONS, drift
 STARTS: list[str | None] = [None, *REVISIONS[:-1]]
 #: Kills per backend: two from each starting point, one in each half of its upgrade,
 #: the starting points' moments interleaved so that together they cover an upgrade at
-#: 2 x len(STARTS) evenly spaced moments (three each took two minutes on MariaDB once
-#: the migrations were eleven: the suite's longest test by far).
+#: 2 x len(STARTS) evenly spaced moments (three each took two minutes on MariaDB with
+#: ten migrations: the suite's longest test by far).
 KILLS = 2 * len(STARTS)
 
 #: `asana-etl db upgrade` itself, saying "go" once Python has started and imported it,
