@@ -1,4 +1,4 @@
-"""Alembic environment: uses the connection `etl.db` hands over, else the configured URL.
+"""Alembic environment: uses the connection `etl.store.migrate` hands over, else the configured URL.
 
 `asana-etl db upgrade` passes its own connection; a plain `alembic upgrade head` from
 the repository root reads the URL the way the tool does (config file, then

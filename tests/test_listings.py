@@ -373,6 +373,12 @@ def test_a_full_read_comes_round_every_full_every_days(asana_server, make_settin
         scope = runs.freshness(conn, settings.scopes, dt.timedelta(hours=36), runs.utcnow(),
                                full_stale_after=dt.timedelta(days=6))[0]
     assert scope["full_read_stale"] and scope["stale"] and scope["age_hours"] < 1
+    # full_every_days = 0 (every sync reads in full): a fresh success is all it takes
+    run_sync(dataclasses.replace(settings, sync=SyncSettings(full_every_days=0)), sleep=sleep)
+    with open(config, "w") as f:
+        f.write(f'[sync]\nfull_every_days = 0\n[scopes]\nworkspace = "{data.workspace_gid}"\n')
+    check = CliRunner().invoke(cli, ["--config", config, "status", "--check"], env=env)
+    assert check.exit_code == 0, check.output
 
 
 def test_a_dry_run_asks_for_the_same_windows(asana_server, make_settings, engine, sleep):

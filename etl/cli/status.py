@@ -36,10 +36,12 @@ def status(ctx: click.Context, as_json: bool, check: bool, stale_hours: float, l
     engine = prepare_database(settings.database_url, migrate=False)
     now = runs.utcnow()
     full_days = 2 * settings.sync.full_every_days
+    # full_every_days = 0: every sync reads in full, and a scope's last success says it all
+    full_stale_after = dt.timedelta(days=full_days) if full_days else None
     with engine.connect() as conn:
         recent = runs.recent_runs(conn, limit)
         scopes = runs.freshness(conn, settings.scopes, dt.timedelta(hours=stale_hours), now,
-                                full_stale_after=dt.timedelta(days=full_days))
+                                full_stale_after=full_stale_after)
         details = _details(conn, settings) if settings.details.entries else None
     engine.dispose()
     stale = [s for s in scopes if s["stale"] and s["configured"]]
@@ -57,8 +59,8 @@ def status(ctx: click.Context, as_json: bool, check: bool, stale_hours: float, l
                        f"[details] max_requests = {settings.details.max_requests or 'no limit'} "
                        "a run)")
     if check and stale:
-        message = (f"{len(stale)} scope(s) stale (no success in {stale_hours:g} h, or no full "
-                   f"read in {full_days} days)")
+        message = (f"{len(stale)} scope(s) stale (no success in {stale_hours:g} h"
+                   + (f", or no full read in {full_days} days)" if full_days else ")"))
         if json_output(ctx):
             log.error("%s", message, extra={"event": "stale", "fields": {
                 "exit_code": int(ExitCode.SCOPE_FAILED),

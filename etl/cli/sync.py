@@ -72,7 +72,7 @@ summary_option = click.option(
                    "([sync] full_every_days); 0 reads everything [default: [sync] recent_days].")
 @click.option("--no-migrate", is_flag=True, help="Do not apply pending migrations first.")
 @click.option("--dry-run", is_flag=True,
-              help="Read Asana and report what would be inserted, updated and deleted; "
+              help="Read Asana and report what would be inserted, updated, deleted and rejected; "
                    "write nothing and take no lock.")
 @metrics_option
 @summary_option
@@ -110,7 +110,7 @@ def sync(ctx: click.Context, recent_days: int | None, no_migrate: bool, dry_run:
 @click.option("--project", "projects", multiple=True, callback=gids, help="A project gid (repeatable).")
 @click.option("--portfolio", "portfolios", multiple=True, callback=gids, help="A portfolio gid (repeatable).")
 @click.option("--task", "tasks", multiple=True, callback=gids, help="A task gid (repeatable).")
-@click.option("--workspace", "workspaces", multiple=True, callback=gids, help="A workspace gid.")
+@click.option("--workspace", "workspaces", multiple=True, callback=gids, help="A workspace gid (repeatable).")
 @click.option("--since", type=Day(),
               help="Read only entries entered on or after this date (asked of Asana).")
 @click.option("--until", type=Day(),

@@ -6,7 +6,7 @@ its statements keeps the first and is not recorded, and running it again failed 
 what was already there ("Table already exists", "Duplicate column name"). Each step
 here does nothing when its effect is present already (and so completes, too, a SQLite
 file that an older version left half-migrated). PostgreSQL and SQLite run an upgrade in
-one transaction (etl.db.migration_connection), where every check finds the state the
+one transaction (etl.store.migrate.migration_connection), where every check finds the state the
 step expects: the schema they make is the one the plain operations made.
 
 The migrations in migrations/versions use these; an old migration must keep doing what
