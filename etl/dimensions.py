@@ -53,13 +53,14 @@ def to_timesheet(raw: Any) -> TimesheetRow:
     both)."""
     obj = _object(raw, "timesheet approval status")
     status = obj.get("approval_status")
-    if not isinstance(status, str) or not 0 < len(status) <= 16:
+    stored = status.upper() if isinstance(status, str) else None  # an "ß" becomes "SS"
+    if stored is None or not 0 < len(stored) <= 16 or not stored.isprintable():
         raise RecordRejected(f"approval_status is not a status: {status!r:.40}")
     return TimesheetRow(gid=_gid(obj.get("gid"), "gid"),
                         user_gid=_gid(_compact_gid(obj, "user"), "user.gid"),
                         start_date=_day(obj.get("start_date"), "start_date"),
                         end_date=_day(obj.get("end_date"), "end_date"),
-                        approval_status=status.upper())
+                        approval_status=stored)
 
 
 def to_rate(raw: Any) -> RateRow:
@@ -71,7 +72,9 @@ def to_rate(raw: Any) -> RateRow:
     return RateRow(gid=_gid(obj.get("gid"), "gid"),
                    parent_gid=_gid(_compact_gid(obj, "parent"), "parent.gid"),
                    resource_gid=_gid(_compact_gid(obj, "resource"), "resource.gid"),
-                   rate=None if rate is None else float(rate),
+                   # as the columns keep it (6 decimals): else a rate with more would
+                   # look changed, and be written again, on every run
+                   rate=None if rate is None else round(float(rate), 6),
                    currency_code=_short(obj.get("currency_code"), "currency_code", 8))
 
 

@@ -167,24 +167,28 @@ def to_details(raw: Any) -> tuple[DetailValues, tuple[str, ...]]:
         raise RecordRejected(f"entry is {_kind(raw)}, not an object")
     task_gid, task_name = _compact(raw, "task")
     billable = _status(raw.get("billable_status"), "billable_status", MAX_BILLABLE_LENGTH)
-    approval = _status(raw.get("approval_status"), "approval_status", MAX_APPROVAL_LENGTH)
+    approval = _status(raw.get("approval_status"), "approval_status", MAX_APPROVAL_LENGTH,
+                       upper=True)
     description = raw.get("description")
     if description is not None and not isinstance(description, str):
         raise RecordRejected(f"description is {_kind(description)}, not a string")
     for name, text in (("task.name", task_name), ("description", description)):
         if text is not None and not _storable(text):
             raise RecordRejected(f"{name} holds a NUL character or text that is not valid Unicode")
-    values = (task_gid, task_name, billable, approval.upper() if approval else approval,
-              description, _timestamp(raw.get("created_at"), "created_at"))
+    values = (task_gid, task_name, billable, approval, description, _timestamp(raw.get("created_at"), "created_at"))
     return values, tuple(f for f in ADDON_FIELDS if f not in raw)
 
 
-def _status(value: Any, field: str, longest: int) -> str | None:
+def _status(value: Any, field: str, longest: int, upper: bool = False) -> str | None:
+    """A status word as it will be stored (in upper case, with `upper`): printable, and
+    no longer than its column once upper-cased (an "ß" becomes "SS")."""
     if value is None:
         return None
-    if not isinstance(value, str) or not value or len(value) > longest:
+    stored = value.upper() if upper and isinstance(value, str) else value
+    if (not isinstance(stored, str) or not stored or len(stored) > longest
+            or not stored.isprintable() or not _storable(stored)):
         raise RecordRejected(f"{field} is not a status: {_short(value)}")
-    return value
+    return stored
 
 
 def _timestamp(value: Any, field: str) -> dt.datetime | None:
@@ -193,11 +197,13 @@ def _timestamp(value: Any, field: str) -> dt.datetime | None:
         return None
     try:
         parsed = dt.datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
-        parsed = None
-    if parsed is None or parsed.tzinfo is None:
+        # (an offset that moves it past year 1 or 9999 overflows)
+        utc = parsed.astimezone(dt.UTC) if parsed is not None and parsed.tzinfo else None
+    except (ValueError, OverflowError):
+        utc = None
+    if utc is None:
         raise RecordRejected(f"{field} is not a timestamp with its time zone: {_short(value)}")
-    return parsed.astimezone(dt.UTC)
+    return utc
 
 
 def _storable(text: str) -> bool:

@@ -344,3 +344,28 @@ def test_a_backfill_rereads_each_entry_of_its_window_once(asana_server, settings
             if ONE_ENTRY.search(r.path) and "billable_status" in r.params["opt_fields"]]
     assert back.status == "succeeded" and len(inside) > 40
     assert sorted(read) == sorted(set(read)) and set(read) >= inside
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_queue_reads_past_refresh_pages_the_window_already_took(asana_server, settings,
+                                                                    engine, sleep):
+    """`backfill --details`: a page of the refresh set made only of entries just read as
+    the window's leaves nothing to read; the queue must go on to the next page, not end."""
+    from etl.config import DateWindow
+    from etl.run.details import _Queue
+
+    data = asana_server.dataset
+    run_sync(settings(), sleep=sleep)
+    wanted = refresh_set(data)
+    since = TODAY - dt.timedelta(days=34)
+    # the window: the refresh set's oldest days, whose entries come first in gid order
+    window = DateWindow(since, since + dt.timedelta(days=14))
+    inside = {e.gid for e in data.entries.values()
+              if window.since <= e.entered_on <= window.until}
+    assert len(inside & wanted) > 6 and wanted - inside
+    queue = _Queue(engine, [Scope("workspace", data.workspace_gid)], window, None, since,
+                   dt.datetime.now(dt.UTC))
+    read: list[str] = []
+    while gids := queue.next(3):
+        read += gids
+    assert len(read) == len(set(read)) and set(read) == inside | wanted

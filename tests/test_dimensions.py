@@ -387,3 +387,60 @@ def test_the_weeks_to_read_cost_the_fewest_requests():
     # a week open eight weeks back: one listing from it (1), not it and the recent (2)
     near = weeks(recent - dt.timedelta(weeks=10), 14, {2})
     assert cheapest_reads(near, recent, 100) == [(near[2][0], None)]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_records_around_the_entries_that_cannot_be_rows_are_set_aside(asana_server, settings,
+                                                                      engine, sleep, caplog):
+    """A category whose gid is no gid, a week whose status no column can hold: each is
+    set aside (logged with its reason); the run succeeds, the rest is stored."""
+    from etl.simulator.models import Category
+
+    data = asana_server.dataset
+    data.categories["odd"] = Category(gid=["13"], name="a list for a gid")  # type: ignore[arg-type]
+    week = next(iter(data.timesheets.values()))
+    week.approval_status = "ß" * 9  # 18 characters upper-cased, for a column of 16
+    caplog.set_level(logging.WARNING, logger="etl")
+    result = run_sync(settings(), sleep=sleep)
+    assert result.status == "succeeded"
+    set_aside = [r.getMessage() for r in caplog.records if "set aside" in r.getMessage()]
+    assert len(set_aside) == 2 and "gid is not a gid" in set_aside[0] + set_aside[1]
+    assert "approval_status is not a status" in set_aside[0] + set_aside[1]
+    weeks = {gid for (gid,) in rows(engine, schema.timesheet_approval_statuses, "gid")}
+    assert week.gid not in weeks and len(weeks) == len(data.timesheets) - 1
+    stored = {gid for (gid,) in rows(engine, schema.time_tracking_categories, "gid")}
+    assert stored == {c.gid for key, c in data.categories.items() if key != "odd"}
+
+
+def test_a_rate_is_kept_as_its_column_keeps_it():
+    from etl.dimensions import to_rate
+
+    row = to_rate({"gid": "1", "parent": {"gid": "2"}, "resource": {"gid": "3"},
+                   "rate": 33.3333333, "currency_code": "EUR"})
+    assert row["rate"] == 33.333333
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_an_entry_read_without_an_approval_is_not_read_again_for_its_week(
+    asana_server, settings, engine, sleep
+):
+    """The refresh set's week clause (a week approved late, or recalled) leaves out an
+    entry whose details came without an approval (a 403, say): it would be read again
+    every run, at any age, for nothing."""
+    from etl.store.details import refresh_set
+
+    data = asana_server.dataset
+    run_sync(settings(entries=True), sleep=sleep)
+    later = TODAY + dt.timedelta(days=1)  # no entry is recent: the week clause alone
+    scopes = [Scope("workspace", data.workspace_gid)]
+    entries = schema.time_tracking_entries
+    with engine.begin() as conn:
+        assert refresh_set(conn, scopes, later, 1000) == []
+        approved = next(gid for (gid,) in conn.execute(sa.select(entries.c.gid).where(
+            entries.c.approval_status == "APPROVED")))
+        conn.execute(sa.update(entries).where(entries.c.gid == approved)
+                     .values(approval_status="DRAFT"))
+        assert refresh_set(conn, scopes, later, 1000) == [approved]  # approved late
+        conn.execute(sa.update(entries).where(entries.c.gid == approved)
+                     .values(approval_status=None))
+        assert refresh_set(conn, scopes, later, 1000) == []

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from etl.transform import RecordRejected, rejected_payload, to_row
+from etl.transform import RecordRejected, rejected_payload, to_details, to_row
 
 ENTRY = {
     "gid": "1200000000000088",
@@ -139,3 +139,18 @@ def test_any_json_becomes_a_valid_row_or_a_rejection(raw):
     for key in ("attributable_to_name", "created_by_name"):
         assert row[key] is None or isinstance(row[key], str)
     assert json.loads(row["raw"]) == raw
+
+
+@pytest.mark.parametrize("field, value", [
+    ("created_at", "0001-01-01T00:00:00+01:00"),  # past year 1 once in UTC
+    ("created_at", "9999-12-31T23:00:00-05:00"),  # past 9999
+    ("approval_status", "DRAFT\x00"),
+    ("approval_status", "ß" * 16),  # 32 characters once upper-cased, for a column of 16
+    ("billable_status", "billable\n"),
+])
+def test_details_a_database_could_not_store_are_rejected(field, value):
+    with pytest.raises(RecordRejected, match=field):
+        to_details({"gid": "1", "created_at": "2026-03-02T10:15:30.123Z",
+                    "approval_status": "draft", "billable_status": "billable", field: value})
+    values, _ = to_details({"gid": "1", "approval_status": "draft"})
+    assert values[3] == "DRAFT"

@@ -203,12 +203,16 @@ class _Queue:
                 gids += stored.backlog(conn, self.scopes, size - len(gids),
                                        exclude=self.skipped | self._windowed,
                                        before=self.before)
-            if len(gids) < size and self.refresh_since is not None:
-                taken = set(gids) | self._windowed
-                gids += [g for g in self._page(stored.refresh_set(
-                    conn, self.scopes, self.refresh_since, size - len(gids),
-                    self._after["refresh"], read_before=self.started, before=self.before),
-                    "refresh") if g not in taken]
+            # pages of the refresh set until one leaves some to read (a page of entries
+            # just read as the window's, unchanged, leaves none) or it has no more
+            while len(gids) < size and self.refresh_since is not None:
+                wanted, taken = size - len(gids), set(gids) | self._windowed
+                page = self._page(stored.refresh_set(
+                    conn, self.scopes, self.refresh_since, wanted, self._after["refresh"],
+                    read_before=self.started, before=self.before), "refresh")
+                gids += [g for g in page if g not in taken]
+                if len(page) < wanted:
+                    break
         return gids
 
     def _page(self, gids: list[str], cursor: str) -> list[str]:

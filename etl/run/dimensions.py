@@ -110,7 +110,8 @@ class DimensionsReader:
         for page in batch:
             if isinstance(page, ResourcePage):
                 self._listed.setdefault((page.kind, page.key), set()).update(
-                    raw.get("gid") for raw in page.data if isinstance(raw, dict))
+                    raw["gid"] for raw in page.data
+                    if isinstance(raw, dict) and isinstance(raw.get("gid"), str))
 
     def listed(self, message: ResourceListed) -> None:
         """A listing ended: in full (what it lacked is gone), refused, or failed.

@@ -135,12 +135,14 @@ def refresh_set(conn: sa.Connection, scopes: Sequence[Scope], since: dt.date, li
 
 
 def _week_says_otherwise() -> sa.ColumnElement[bool]:
-    """The entry's user's timesheet of its week holds another approval than the entry."""
+    """The entry's user's timesheet of its week holds another approval than the entry
+    (which has one: an entry read without, a 403 say, would be read again every run)."""
     week = timesheet_approval_statuses
     return sa.exists().where(
+        entries.c.approval_status.is_not(None),
         week.c.user_gid == entries.c.created_by_gid,
         week.c.start_date <= entries.c.entered_on, week.c.end_date >= entries.c.entered_on,
-        week.c.approval_status != sa.func.coalesce(entries.c.approval_status, ""))
+        week.c.approval_status != entries.c.approval_status)
 
 
 def in_window(conn: sa.Connection, scopes: Sequence[Scope], window: DateWindow, limit: int,
