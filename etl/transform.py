@@ -175,7 +175,8 @@ def to_details(raw: Any) -> tuple[DetailValues, tuple[str, ...]]:
     for name, text in (("task.name", task_name), ("description", description)):
         if text is not None and not _storable(text):
             raise RecordRejected(f"{name} holds a NUL character or text that is not valid Unicode")
-    values = (task_gid, task_name, billable, approval, description, _timestamp(raw.get("created_at"), "created_at"))
+    values = (task_gid, task_name, billable, approval, description,
+              _timestamp(raw.get("created_at"), "created_at"))
     return values, tuple(f for f in ADDON_FIELDS if f not in raw)
 
 
