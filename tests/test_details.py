@@ -369,3 +369,37 @@ def test_the_queue_reads_past_refresh_pages_the_window_already_took(asana_server
     while gids := queue.next(3):
         read += gids
     assert len(read) == len(set(read)) and set(read) == inside | wanted
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_an_entry_asana_keeps_failing_on_is_passed_over_and_one_failing_all_stops_details(
+    asana_server, settings, engine, sleep, caplog
+):
+    from etl.run.detail_reads import FAILURES_IN_A_ROW
+
+    data = asana_server.dataset
+    broken = sorted(data.entries)[len(data.entries) // 2]
+    asana_server.add_fault(500, times=10_000, when=lambda path, params: path.endswith(broken))
+    caplog.set_level(logging.WARNING, logger="etl")
+    first = run_sync(settings(), sleep=sleep)
+    # that entry alone waits for the next run; its neighbours' details are all read
+    assert first.status == "succeeded" and first.details_backlog == 1
+    assert sum(f"details of entry {broken} not read this run" in r.getMessage()
+               for r in caplog.records) == 1
+    with engine.connect() as conn:
+        unread = set(conn.execute(sa.select(schema.time_tracking_entries.c.gid).where(
+            schema.time_tracking_entries.c.details_fetched_at.is_(None))).scalars())
+    assert unread == {broken}
+
+    # Asana failing every entry: the details stop after a few, the listings do not
+    data.edit_entry(broken, duration_minutes=data.entries[broken].duration_minutes + 1)
+    asana_server.add_fault(500, times=10_000, when=lambda path, params: ONE_ENTRY.search(path)
+                           is not None and "billable_status" in params.get("opt_fields", ""))
+    asked = len(asana_server.requests)
+    second = run_sync(settings(), sleep=sleep)
+    tried = {r.path for r in asana_server.requests[asked:] if ONE_ENTRY.search(r.path)}
+    # (those already in flight end too: at most a worker each beyond the few in a row)
+    in_flight = settings().asana.concurrency
+    assert second.status == "succeeded" and 0 < len(tried) <= in_flight + FAILURES_IN_A_ROW
+    assert len(tried) < len(data.entries) // 4
+    assert stored_rows(engine) == expected_rows(data)

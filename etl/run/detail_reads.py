@@ -14,7 +14,7 @@ from typing import Any
 
 from etl.asana.client import AsanaClient, CallStats
 from etl.asana.details import fetch_details
-from etl.errors import AuthError, RequestRejectedError
+from etl.errors import AuthError, RequestRejectedError, RetriableError
 from etl.run.messages import DetailRead, DetailsDone, DetailsOrder
 from etl.run.scheduler import RequestScheduler, SingleRequest
 from etl.transform import RecordRejected, to_details
@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 #: The scheduler's queue of details: the last, after deletion confirmations and the
 #: listings around the entries.
 QUEUE = 2
+#: Entries in a row whose GET failed after its retries (a 5xx, a timeout) before the
+#: details stop for the run: one entry Asana keeps failing on is passed over, an Asana
+#: that fails them all is not asked on and on.
+FAILURES_IN_A_ROW = 3
 
 
 @dataclass(eq=False)
@@ -48,6 +52,7 @@ class DetailReads:
         self.portable = portable
         self.stats = CallStats()
         self._lock = threading.Lock()
+        self._failures_in_a_row = 0
 
     def add(self, order: DetailsOrder) -> None:
         state = _Order(len(order.gids))
@@ -70,7 +75,8 @@ class DetailReads:
         """What Asana says of one entry's details (see `DetailRead`).
 
         Raises:
-            AuthError, RetriableError: the token or Asana failed, not this entry.
+            AuthError, RetriableError: the token failed, or Asana failed on
+                `FAILURES_IN_A_ROW` entries in a row: not this entry alone.
         """
         try:
             raw = fetch_details(self.client, gid, self.stats)
@@ -78,6 +84,16 @@ class DetailReads:
             raise
         except RequestRejectedError as exc:  # this entry: a 403, say
             return DetailRead(gid, problem=exc.message)
+        except RetriableError as exc:  # this entry, once more, or Asana away?
+            with self._lock:
+                self._failures_in_a_row += 1
+                away = self._failures_in_a_row >= FAILURES_IN_A_ROW
+            if away:
+                raise
+            log.warning("details of entry %s not read this run: %s", gid, exc)
+            return DetailRead(gid, failed=True)
+        with self._lock:
+            self._failures_in_a_row = 0
         if raw is None:
             return DetailRead(gid, gone=True)
         try:

@@ -126,7 +126,7 @@ class DetailsReader:
                 self._say_missing(message.details_missing)
             elif isinstance(message, DetailRead):
                 self.read += 1
-                if message.gone or message.problem is not None:
+                if message.gone or message.failed or message.problem is not None:
                     self._skip(message)
                 self._say_missing(message.missing)
 

@@ -129,13 +129,15 @@ class ConfirmDone(Done):
 class DetailRead:
     """What the single GET said of one entry: its details (with the add-on's fields it
     lacked), or that it is gone (404), or why they could not be had (`problem`: a 403,
-    details that fail validation)."""
+    details that fail validation), or that it failed after its retries (`failed`: a 5xx,
+    a timeout; passed over this run, read again the next)."""
 
     gid: str
     values: DetailValues | None = None
     missing: tuple[str, ...] = ()
     gone: bool = False
     problem: str | None = None
+    failed: bool = False
     stats: CallStats = field(default_factory=CallStats)
 
 
