@@ -154,6 +154,100 @@ def test_a_workspace_split_on_its_first_page_loads_every_entry_once(
     assert rows.listings == scope.listings and rows.requests == scope.requests
 
 
+def asked(request) -> DateWindow:
+    """The days a listing request asked for."""
+    since, until = (request.params.get(f"entered_on_{end}_date") for end in ("start", "end"))
+    return DateWindow(since and dt.date.fromisoformat(since), until and dt.date.fromisoformat(until))
+
+
+def near(day: dt.date | None, expected: dt.date) -> bool:
+    """`day` is `expected`, or a day off (a bound asked a day wider)."""
+    return day is not None and abs((day - expected).days) <= 1
+
+
+def test_after_a_backfill_the_first_full_sync_probes_the_days_it_did_not_read(
+    splitting, asana_server, make_settings, engine, sleep
+):
+    # the database knows one month of four: the other three are not empty, they are
+    # unknown, and read as on a first run (probed, and split on their first page)
+    data = asana_server.dataset
+    backfill = DateWindow(TODAY - 89 * DAY, TODAY - 60 * DAY)
+    settings = make_settings([workspace(data)], page_size=10, concurrency=6)
+    run_backfill(settings, window=backfill, sleep=sleep)
+    asana_server.requests.clear()
+    result = run_sync(settings, sleep=sleep)
+
+    assert result.status == "succeeded" and stored_rows(engine) == expected_rows(data)
+    windows = [asked(r) for r in first_pages(asana_server)]
+    # each stretch the backfill did not read was asked as a listing of its own
+    assert any(w.since is None and near(w.until, backfill.since - DAY) for w in windows)
+    assert any(near(w.since, backfill.until + DAY) and w.until is None for w in windows)
+    # the 59 days after it held about 400 entries: the probe's page split them
+    pieces = [w for w in windows if w.since and w.since > backfill.until + 2 * DAY]
+    assert len(pieces) >= 2
+    assert result.scopes[0].counts.entries == len(data.entries)  # each entry once
+
+
+def test_a_scope_whose_runs_all_failed_is_probed_whatever_the_database_holds(
+    splitting, asana_server, make_settings, engine, sleep, caplog
+):
+    caplog.set_level(logging.INFO)
+    data = asana_server.dataset
+    sizes = Counter(e.user_gid for e in data.entries.values())
+    user = Scope("user", max(sizes, key=sizes.get))
+    settings = make_settings([workspace(data)], page_size=10, concurrency=6)
+    run_sync(settings, sleep=sleep)  # the workspace: every entry of the user is loaded
+    failing = [True]
+    asana_server.add_fault(500, times=50,
+                           when=lambda p, q: failing[0] and "offset" in q and "user" in q)
+    added = make_settings([workspace(data), user], page_size=10, concurrency=6, max_retries=1)
+    failed = run_sync(added, sleep=sleep)  # a scope added: its first run fails on page 2
+    assert [s.status for s in failed.scopes if s.scope == user] == ["failed"]
+    failing[0] = False
+    asana_server.requests.clear()
+    caplog.clear()
+
+    result = run_sync(added, sleep=sleep)
+    assert result.status == "succeeded" and stored_rows(engine) == expected_rows(data)
+    # no complete read of the user's scope yet: one listing of unknown size, among the
+    # first asked (as many go at once as there are workers), and no size said for it
+    theirs = [r for r in first_pages(asana_server) if r.params.get("user") == user.gid]
+    assert asked(theirs[0]) == DateWindow()
+    assert theirs[0] in first_pages(asana_server)[:6]
+    said = planned(caplog)
+    assert said[str(user)]["estimated_pages"] is None
+    assert said[str(workspace(data))]["sized_windows"] == said[str(workspace(data))]["windows"]
+
+
+def planned(caplog) -> dict[str, dict]:
+    """What the latest run said it expects of each scope (its `listing_planned` lines)."""
+    said = {}
+    for record in caplog.records:
+        if getattr(record, "event", None) == "listing_planned":
+            said[record.getMessage().split()[1].rstrip(":")] = record.fields
+    return said
+
+
+def test_the_pages_a_run_expects_come_within_a_quarter_of_what_it_reads(
+    splitting, asana_server, make_settings, engine, sleep, caplog
+):
+    caplog.set_level(logging.INFO)
+    data = asana_server.dataset
+    sizes = Counter(e.user_gid for e in data.entries.values())
+    scopes = [workspace(data)] + [Scope("user", u) for u in sorted(sizes, key=sizes.get)[-3:]]
+    settings = make_settings(scopes, page_size=10, concurrency=6)
+    run_sync(settings, sleep=sleep)
+    add_on(data, [TODAY], per_day=12)  # a night's new entries, on a day no read covered
+    caplog.clear()
+    result = run_sync(settings, sleep=sleep)
+
+    said = planned(caplog)
+    for scope in result.scopes:
+        expected = said[str(scope.scope)]
+        assert expected["sized_windows"] == expected["windows"] == scope.listings
+        assert abs(expected["estimated_pages"] - scope.pages) <= 0.25 * scope.pages, scope
+
+
 def test_split_listings_survive_faults_and_data_that_shifts(
     splitting, asana_server, make_settings, engine, sleep
 ):

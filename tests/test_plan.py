@@ -285,3 +285,99 @@ def test_the_budget_feeds_as_many_listings_as_requests_in_flight_it_allows(split
     assert plan.feedable(25, 0.8, 16) == 16  # capped by concurrency
     assert plan.feedable(25, 0.01, 16) == 1  # fast: the CPU sets the pace, nothing is split
     assert plan.feedable(2.5, 0.2, 16) == 1  # a free plan's 150 a minute
+
+
+# --- history is trusted only for the days a complete read covered ---------------------
+
+QUARTER = DateWindow(dt.date(2026, 7, 1), dt.date(2026, 9, 30))
+
+
+def every_day(lo: dt.date, hi: dt.date, n: int = 50) -> list[tuple[dt.date, int]]:
+    return [(lo + i * DAY, n) for i in range((hi - lo).days + 1)]
+
+
+def test_after_a_backfill_of_a_quarter_only_the_quarter_is_sized_the_rest_is_probed():
+    # the database holds the quarter alone: the months around it are not empty, unknown
+    history = {WORKSPACE: every_day(QUARTER.since, QUARTER.until)}
+    listings = plan.plan([(WORKSPACE, DateWindow())], history, feed=7, page_size=100,
+                         covered={WORKSPACE: [QUARTER]}, today=TODAY)
+    unknown = [x.window for x in listings if x.pages is None]
+    assert unknown == [DateWindow(None, dt.date(2026, 6, 30)), DateWindow(dt.date(2026, 10, 1))]
+    sized = [x for x in listings if x.pages is not None]
+    assert len(sized) == 7 and all(x.window.since and x.window.until for x in sized)
+    assert sum(x.pages for x in sized) == pytest.approx(92 * 50 / 100, abs=7)
+    assert_partition(sorted((x.window for x in listings), key=lambda w: w.since or dt.date.min),
+                     DateWindow(), START, TODAY)
+
+
+def test_after_a_recent_first_night_the_older_days_are_probed_and_last_night_is_sized():
+    # `sync --recent 30` read the last 30 days yesterday; the nights since are sized at
+    # their neighbours' density, the days before are unknown
+    yesterday = TODAY - DAY
+    recent = DateWindow(yesterday - 29 * DAY, yesterday)
+    history = {USER: every_day(recent.since, recent.until, 200)}
+    listings = plan.plan([(USER, DateWindow())], history, feed=7, page_size=100,
+                         covered={USER: [recent]}, today=TODAY)
+    assert [x.window for x in listings if x.pages is None] == [
+        DateWindow(None, recent.since - DAY)]
+    sized = [x for x in listings if x.pages is not None]
+    assert any(x.window.until is None for x in sized)  # today and later: with the sized
+    assert sum(x.pages for x in sized) == pytest.approx(31 * 200 / 100, abs=len(sized))
+
+
+def test_a_scope_added_to_a_config_with_history_is_probed_whatever_the_database_holds():
+    other = Scope("project", "5")
+    history = {WORKSPACE: every_day(START, TODAY), other: every_day(START, TODAY, 5)}
+    listings = plan.plan([(WORKSPACE, DateWindow()), (other, DateWindow())], history, feed=7,
+                         page_size=100, covered={WORKSPACE: [DateWindow(None, TODAY)]},
+                         today=TODAY)
+    assert [x for x in listings if x.scope == other] == [Listing(other, DateWindow(), None)]
+    assert all(x.pages is not None for x in listings if x.scope == WORKSPACE)
+
+
+@pytest.mark.parametrize("nights, sized", [(1, True), (7, True), (8, False)])
+def test_the_nights_since_a_full_read_are_sized_up_to_a_week(nights, sized):
+    read = DateWindow(None, TODAY - nights * DAY)
+    stretches = plan.segments(DateWindow(), [read], TODAY)
+    if sized:
+        assert stretches == [plan.Stretch(DateWindow(), True, tuple(
+            TODAY - i * DAY for i in range(nights - 1, -1, -1)))]
+    else:
+        assert [(s.window, s.sized) for s in stretches] == [
+            (read, True), (DateWindow(read.until + DAY, None), False)]
+
+
+def test_the_days_since_are_sized_at_the_density_of_the_covered_days_next_to_them():
+    read = DateWindow(None, TODAY - 2 * DAY)
+    history = {USER: every_day(START, read.until, 100)}
+    listings = plan.plan([(USER, DateWindow())], history, feed=1, page_size=100,
+                         covered={USER: [read]}, today=TODAY)
+    assert listings == [Listing(USER, DateWindow(), 730)]  # 728 days read + 2 at 100 a day
+
+
+def test_covered_windows_that_overlap_or_touch_make_one_stretch_and_gaps_stay_unknown():
+    a = DateWindow(dt.date(2026, 1, 1), dt.date(2026, 3, 31))
+    b = DateWindow(dt.date(2026, 3, 15), dt.date(2026, 4, 30))
+    c = DateWindow(dt.date(2026, 5, 1), dt.date(2026, 5, 31))
+    d = DateWindow(dt.date(2026, 8, 1), dt.date(2026, 8, 31))
+    stretches = plan.segments(DateWindow(dt.date(2025, 12, 1), dt.date(2026, 9, 30)),
+                              [d, c, b, a], TODAY)
+    assert [(s.window, s.sized) for s in stretches] == [
+        (DateWindow(dt.date(2025, 12, 1), dt.date(2025, 12, 31)), False),
+        (DateWindow(dt.date(2026, 1, 1), dt.date(2026, 5, 31)), True),
+        (DateWindow(dt.date(2026, 6, 1), dt.date(2026, 7, 31)), False),
+        (DateWindow(dt.date(2026, 8, 1), dt.date(2026, 8, 31)), True),
+        (DateWindow(dt.date(2026, 9, 1), dt.date(2026, 9, 30)), False),  # a month: unknown
+    ]
+
+
+@pytest.mark.parametrize("pages, others, feed, expected", [
+    (400, 0, 7, 7),      # alone: pieces of a seventh
+    (50, 350, 7, 1),     # no more than its share
+    (120, 280, 7, 2),    # twice its share
+    (12, 0, 7, 2),       # never below the least piece
+    (4, 0, 7, 1),
+    (1000, 100, 2, 2),
+])
+def test_a_listing_is_cut_into_pieces_of_its_share_of_the_run(pages, others, feed, expected):
+    assert plan.pieces(pages, others, feed) == expected

@@ -9,6 +9,7 @@ import threading
 from etl.asana.pagination import Pagination
 from etl.asana.ratelimit import RateLimiter
 from etl.config import DateWindow, Scope
+from etl.run import plan
 from etl.run.scheduler import OFFSET_PATIENCE, ListingTask, RequestScheduler, SingleRequest
 
 A, B, C = Scope("user", "1"), Scope("user", "2"), Scope("project", "3")
@@ -88,10 +89,23 @@ def test_open_counts_listings_from_ready_to_ended_and_a_split_replaces_its_listi
     assert s.open == 2  # being read is open too
     halves = [ListingTask(first.scope, DateWindow(until=dt.date(2026, 1, 1)), None),
               ListingTask(first.scope, DateWindow(since=dt.date(2026, 1, 2)), None)]
-    s.add(halves, replacing=1)
+    s.add(halves, replacing=first)
     assert s.open == 3
-    s.ended()
+    s.ended(halves[0])
     assert s.open == 2
+
+
+def test_work_left_counts_the_other_open_listings_and_whether_one_is_still_unknown():
+    s = scheduler()
+    planned = ListingTask(A, DateWindow(), 30, planned=True)
+    unknown = ListingTask(B, DateWindow(), None)
+    s.add([planned, unknown])
+    assert s.work_left(planned) == (plan.MIN_PIECE_PAGES, True)  # unknown: the least piece
+    assert s.work_left(unknown) == (30, False)
+    first = s.take()  # the unknown one goes first; once asked, it is no longer to learn
+    assert first is unknown
+    begun(first, pages_read=0)
+    assert s.work_left(planned) == (plan.MIN_PIECE_PAGES, False)
 
 
 def test_cancel_takes_out_the_ready_listings_of_one_scope_only():

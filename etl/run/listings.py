@@ -46,6 +46,7 @@ from etl.transform import (
     to_row,
     listed_content,
 )
+from etl.wording import count
 
 log = logging.getLogger(__name__)
 
@@ -106,11 +107,17 @@ class ListingReader:
     def add(self, listings: list[Listing]) -> None:
         """Read these listings (each scope's, all at once, so that the largest go first)."""
         windows = collections.Counter(x.scope for x in listings)
-        for scope, count in windows.items():
-            self.scopes[scope] = ScopeTasks(scope, open=count)
+        for scope, n in windows.items():
+            self.scopes[scope] = ScopeTasks(scope, open=n)
             with logcontext.scope_context(scope):
-                log.info("scope %s: listing%s", scope, f" in {count} windows" if count > 1 else "")
-        self.scheduler.add(ListingTask(x.scope, x.window, x.pages) for x in listings)
+                sized = [x.pages for x in listings if x.scope == scope and x.pages is not None]
+                log.info("scope %s: listing%s%s", scope,
+                         f" in {n} windows" if n > 1 else "", _expected(sized, n),
+                         extra={"event": "listing_planned", "fields": {
+                             "windows": n, "sized_windows": len(sized),
+                             "estimated_pages": round(sum(sized)) if sized else None}})
+        self.scheduler.add(ListingTask(x.scope, x.window, x.pages, planned=x.pages is not None,
+                                       per_day=x.per_day) for x in listings)
 
     def stats_of(self, scope: Scope) -> CallStats:
         """The calls made for `scope` so far (its listings and its confirmations)."""
@@ -120,7 +127,7 @@ class ListingReader:
         """The next page of `listing` (its first, if it has none yet)."""
         tasks = self.scopes[listing.scope]
         if tasks.error is not None:  # another listing of the scope failed
-            self._end(tasks, listed=False)
+            self._end(listing, tasks, listed=False)
             return
         if listing.pages is None:
             listing.pages = pagination(listing.scope, listing.window, self.page_size,
@@ -135,18 +142,23 @@ class ListingReader:
             self._fail(listing, tasks, portable(exc))
             return
         self.latencies.append(time.monotonic() - started)
-        days = _entry_days(page.data)
-        if page.number == 1:
-            listing.in_order = plan.in_order_made(
-                [raw["gid"] for raw in page.data if isinstance(raw, dict)
-                 and isinstance(raw.get("gid"), str)])
-            if not listing.pages.done and self._split(listing, days):
-                return
-        listing.advanced(days, self.today)
-        self.send(self._flatten(listing, page.data, page.number))
+        try:
+            days = _entry_days(page.data)
+            if page.number == 1:
+                listing.in_order = plan.in_order_made(
+                    [raw["gid"] for raw in page.data if isinstance(raw, dict)
+                     and isinstance(raw.get("gid"), str)])
+                if not listing.pages.done and self._split(listing, days):
+                    return
+            listing.advanced(days, self.today)
+            rows = self._flatten(listing, page.data, page.number)
+        except Exception as exc:  # a fault here fails its scope; it never stalls the run
+            self._fail(listing, tasks, portable(exc))
+            return
+        self.send(rows)
         log.debug("scope %s: page %d, %d entries", listing.scope, page.number, len(page.data))
         if listing.pages.done:
-            self._end(tasks, listed=True)
+            self._end(listing, tasks, listed=True)
         else:
             self.scheduler.put_back(listing)
 
@@ -172,27 +184,30 @@ class ListingReader:
         if not self.splits or not days or self._bounds_ignored(
                 listing, next((d for d in days if d not in asked), None)):
             return False  # (a page with entries the dates exclude is proof enough)
-        idle = plan.feedable(self.settings.requests_per_minute / 60.0,
-                             statistics.median(self.latencies),
-                             self.settings.concurrency) - self.scheduler.open
-        windows, estimate = split_windows(listing, days, idle, self.today)
+        feed = plan.feedable(self.settings.requests_per_minute / 60.0,
+                             statistics.median(self.latencies), self.settings.concurrency)
+        others, probing = self.scheduler.work_left(listing)
+        windows = split_windows(listing, days, feed, others,
+                                probing=probing, open=self.scheduler.open, today=self.today)
         if not windows:
             return False
         share = None if listing.estimate is None else listing.estimate / len(windows)
         tasks = self.scopes[listing.scope]
         with self._lock:
             tasks.open += len(windows) - 1
-        self.scheduler.add((ListingTask(listing.scope, w, share, in_order=listing.in_order)
-                            for w in windows), replacing=1)
-        log.info("scope %s: %s split into %d windows (%s)", listing.scope, days_of(listing.window),
-                 len(windows), "about %.0f pages" % estimate if estimate else "size unknown",
-                 extra={"event": "listing_split", "fields": {
-                     "windows": [days_of(w) for w in windows], "estimated_pages": estimate}})
+        self.scheduler.add((ListingTask(listing.scope, w, share, in_order=listing.in_order,
+                                        per_day=listing.per_day)
+                            for w in windows), replacing=listing)
+        # what one page tells of a listing's size is too coarse to be said (it can be
+        # half or twice the truth): the pieces learn theirs from their own first pages
+        log.info("scope %s: %s split into %d windows", listing.scope, days_of(listing.window),
+                 len(windows), extra={"event": "listing_split", "fields": {
+                     "windows": [days_of(w) for w in windows]}})
         return True
 
-    def _end(self, tasks: ScopeTasks, *, listed: bool) -> None:
+    def _end(self, listing: ListingTask, tasks: ScopeTasks, *, listed: bool) -> None:
         """One of the scope's listings ended; the last one reports the scope listed."""
-        self.scheduler.ended()
+        self.scheduler.ended(listing)
         with self._lock:
             tasks.open -= 1
             tasks.listed += listed
@@ -206,9 +221,9 @@ class ListingReader:
         with self._lock:
             first = tasks.error is None
             tasks.error = tasks.error or error
-        for _ in self.scheduler.cancel(listing.scope):
-            self._end(tasks, listed=False)
-        self._end(tasks, listed=False)
+        for cancelled in self.scheduler.cancel(listing.scope):
+            self._end(cancelled, tasks, listed=False)
+        self._end(listing, tasks, listed=False)
         if first:
             log.debug("scope %s: the listing of %s failed", listing.scope, days_of(listing.window))
 
@@ -235,21 +250,46 @@ class ListingReader:
         return True
 
 
-def split_windows(listing: ListingTask, days: list[dt.date], idle: int,
-                  today: dt.date) -> tuple[list[DateWindow], float | None]:
-    """The windows to split `listing` into, from the days of its first page's entries,
-    when `idle` more listings could be fed (none: not worth it), and its size as that
-    page tells (pages; None: it does not tell). The listing keeps the first size it had."""
-    estimate = plan.estimate_pages(listing.window, days, listing.in_order, today)
-    listing.estimate = estimate if listing.estimate is None else listing.estimate
-    if idle <= 0:
-        return [], estimate
-    if estimate is None:
-        parts = 2  # halves, again and again while the budget is not fed
-    else:  # sized: pieces of about the run's share, enough to feed the budget
-        parts = min(2 * (idle + 1), int(estimate // plan.MIN_PIECE_PAGES))
+def _expected(sized: list[float], listings: int) -> str:
+    """What the plan expects of a scope's `listings`, `sized` (pages) the ones the
+    database could size: only those are said (a page's estimate is too coarse)."""
+    if not sized:
+        return ""
+    pages = "about " + count(round(sum(sized)), "page")
+    if len(sized) == listings:
+        return f" ({pages})"
+    return f" ({pages} in {len(sized)}, {listings - len(sized)} of unknown size)"
+
+
+def split_windows(listing: ListingTask, days: list[dt.date], feed: int, others: float, *,
+                  probing: bool, open: int, today: dt.date) -> list[DateWindow]:
+    """The windows to split `listing` into (none: not worth it), from the days of its
+    first page's entries, when `feed` listings at once keep the budget busy and the other
+    open listings have `others` pages left (`probing`: some of them have not told their
+    size yet; `open`: how many are open, this one included).
+
+    A listing that is not sized by the database takes the size its page tells, if it
+    tells one; it is then cut into pieces of about its share of the run (`plan.pieces`),
+    so that none ends long after the others. While listings are still being probed, or
+    when its page tells no size, a listing is cut only while fewer than `feed` are open,
+    into twice as many pieces as would fill the budget (pieces of a listing whose size
+    is unknown are cut where the page's days tell they hold about equal entries)."""
+    estimate = plan.estimate_pages(listing.window, days, listing.in_order, today,
+                                   listing.per_day)
+    if estimate is not None and not listing.planned:
+        listing.estimate = estimate
+    size = listing.estimate if listing.planned else estimate
+    idle = feed - open
+    if size is None or probing:
+        if idle <= 0:
+            return []
+        parts = 2 * (idle + 1)
+        if size is not None:
+            parts = min(parts, int(size // plan.MIN_PIECE_PAGES))
+    else:
+        parts = plan.pieces(size, others, feed)
     windows = plan.split(listing.window, days, listing.in_order, parts, today) if parts >= 2 else []
-    return (windows if len(windows) >= 2 else []), estimate
+    return windows if len(windows) >= 2 else []
 
 
 def flatten(scope: Scope, window: DateWindow, restarts: int, data: list[Any], number: int,

@@ -160,7 +160,7 @@ def run_sync(
                                  (window or DateWindow()) if reread_details else None)
                 run = _Run(engine, fetcher, locks, command, windows, beyond, progress)
                 return run.execute(
-                    listings, lambda: _plan(engine, windows, feed, fetcher.page_size),
+                    listings, lambda: _plan(engine, windows, feed, fetcher.page_size, today),
                     concurrency=settings.asana.concurrency)
     except sa.exc.SQLAlchemyError as exc:  # before the run began, or after it ended
         raise DatabaseError(f"the database {engines.mask_url(settings.database_url)} failed: "
@@ -213,17 +213,20 @@ def _windows(engine: sa.Engine, scopes: list[Scope], window: DateWindow | None, 
 
 
 def _plan(engine: sa.Engine, windows: dict[Scope, DateWindow], feed: int,
-          page_size: int) -> list[plan.Listing]:
-    """The listings to read, sized by what the database holds of each scope; only worth
-    a query when more than one listing at a time can be fed."""
+          page_size: int, today: dt.date) -> list[plan.Listing]:
+    """The listings to read, sized by what the database holds of each scope's days that
+    a complete read covered; only worth a query when more than one listing at a time can
+    be fed."""
     history: dict[Scope, list[tuple[dt.date, int]]] = {}
+    covered: dict[Scope, list[DateWindow]] = {}
     if feed > 1:
         with engine.connect() as conn:
+            covered = runs.covered_days(conn)
             for scope, window in windows.items():
-                days = entries_by_day(conn, scope, window)
-                if days:
-                    history[scope] = days
-    return plan.plan(list(windows.items()), history, feed=feed, page_size=page_size)
+                if scope in covered:
+                    history[scope] = entries_by_day(conn, scope, window)
+    return plan.plan(list(windows.items()), history, feed=feed, page_size=page_size,
+                     covered=covered, today=today)
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,14 @@ proved that they are, a listing asks for one day more at each bounded end
 (`query_dates`), so that either reading loses nothing.
 
 Where the sizes come from:
-- on later runs, the entries per `entered_on` day per scope that the database holds
-  (`plan`);
-- on a first run, the first page of a listing: `split` cuts a listing that says more
-  pages follow, and `estimate_pages` reads its size off the page where it lists entries
-  in the order they were made (as a listing in gid order does).
+- for the days a complete listing of the scope has read before (a full read, or the
+  window of a backfill or of a recent run: `covered`), the entries per `entered_on` day
+  that the database holds (`plan`), and for the few days since, the same density;
+- for every other day, as on a first run, the first page of a listing: `split` cuts a
+  listing that says more pages follow, and `estimate_pages` reads its size off the page
+  where it lists entries in the order they were made (as a listing in gid order does).
+  The database may hold entries of such days (another scope's or a failed run's), but
+  not all of them: sizing by them would plan one listing for months of entries.
 
 Everything here is pure: no I/O and no clock (`today` is an argument).
 """
@@ -44,6 +47,14 @@ FEED_MARGIN = 1.25
 #: No piece of a split scope is planned smaller than this many pages: each piece costs
 #: about half a page of rounding, which a smaller piece would not repay.
 MIN_PIECE_PAGES = 5
+#: Days next to the ones a complete read covered that are planned as if covered, at the
+#: density of the covered days nearest them: the nights since the last run. A longer
+#: stretch is unknown, probed as on a first run.
+NEAR_DAYS = 7
+#: How many of the nearest covered days that density is taken over.
+DENSITY_DAYS = 28
+#: How far beyond its share of the run a listing may go before it is cut (in shares).
+SHARE_SLACK = 0.25
 #: A page lists entries in the order they were made when this share of its neighbours'
 #: gids rise (a page in no particular order gives about half).
 IN_ORDER = 0.9
@@ -57,6 +68,10 @@ class Listing:
     window: DateWindow = DateWindow()
     #: estimated pages; None when nothing is known (a scope never read before)
     pages: float | None = None
+    #: for a listing of unknown size: the pages a day of its scope's covered days held
+    #: (None: no complete read has covered any), what its size is taken from once its
+    #: first page tells where its days begin (`estimate_pages`)
+    per_day: float | None = None
 
 
 def scope_windows(
@@ -104,55 +119,173 @@ def plan(
     *,
     feed: int,
     page_size: int,
+    covered: Mapping[Scope, Sequence[DateWindow]] | None = None,
+    today: dt.date | None = None,
 ) -> list[Listing]:
     """The listings that read `scopes` (each in its window), largest first.
 
-    `history` holds, for the scopes the database knows, the number of entries per
-    `entered_on` day. A scope whose pages exceed its share of the run (all pages over
-    `feed`, the listings the budget can feed at once) is cut into pieces of about equal
-    entries, so that even the largest piece, read at full sequential speed from the
-    start, ends before the run would; at least `MIN_PIECE_PAGES` each. A scope the
-    database does not know is one listing of unknown size, listed first: its first page
-    is the cheapest way to learn about it.
+    `covered` holds, for each scope, the windows its complete listings have read (see
+    `etl.store.runs.covered_days`), and `history`, the number of its entries per
+    `entered_on` day that the database holds. Only days a complete read covered (or
+    `NEAR_DAYS` next to them, up to `today`) are sized by `history`. Sized days whose
+    pages exceed their share of the run (all sized pages over `feed`, the listings the
+    budget can feed at once) are cut into pieces of about equal entries, so that even
+    the largest piece, read at full sequential speed from the start, ends before the run
+    would; at least `MIN_PIECE_PAGES` each. Every stretch of days no complete read
+    covered is one listing of unknown size, listed first: its first page is the cheapest
+    way to learn about it. Without `covered`, a scope `history` names counts as covered
+    over all of its window.
     """
-    known: dict[Scope, list[tuple[dt.date, int]]] = {}
+    today = today or dt.date.max
+    parts: list[tuple[Scope, DateWindow, list[tuple[dt.date, float]]]] = []
+    unknown: list[Listing] = []
     for scope, window in scopes:
-        if scope in history:
-            known[scope] = sorted((day, n) for day, n in history[scope] if day in window and n > 0)
-    total = sum(_pages(sum(n for _, n in days), page_size) for days in known.values())
+        if covered is None:
+            read = [DateWindow()] if scope in history else []
+        else:
+            read = covered.get(scope, ())
+        counts = {day: n for day, n in history.get(scope, ()) if n > 0}
+        per_day = _per_day(read, counts, today, page_size)
+        for stretch in segments(window, read, today):
+            if not stretch.sized:
+                unknown.append(Listing(scope, stretch.window, None, per_day))
+                continue
+            inside = [(day, float(n)) for day, n in counts.items()
+                      if day in stretch.window and day not in stretch.near]
+            parts.append((scope, stretch.window, inside + _near(stretch, read, counts)))
+    total = sum(_pages(sum(n for _, n in days), page_size) for *_, days in parts)
     largest = max(MIN_PIECE_PAGES, total / max(1, feed))
     listings: list[Listing] = []
-    for scope, window in scopes:
-        days = known.get(scope)
-        if days is None:
-            listings.append(Listing(scope, window, None))
-            continue
+    for scope, stretch, days in parts:
         pieces = max(1, min(len(days), math.ceil(_pages(sum(n for _, n in days), page_size)
                                                  / largest)))
-        cuts, counts = _pieces(days, pieces)
-        for piece, entries in zip(partition(window, cuts), counts):
+        cuts, counts = _pieces(sorted(days), pieces)
+        for piece, entries in zip(partition(stretch, cuts), counts):
             listings.append(Listing(scope, piece, _pages(entries, page_size)))
     # unknown first, then largest first; ties in the order given
-    return sorted(listings, key=lambda x: -math.inf if x.pages is None else -x.pages)
+    return unknown + sorted(listings, key=lambda x: -(x.pages or 0))
 
 
-def _pages(entries: int, page_size: int) -> int:
+def _per_day(covered: Sequence[DateWindow], counts: Mapping[dt.date, int], today: dt.date,
+             page_size: int) -> float | None:
+    """Pages a day over the days `covered` (from the scope's first entry to `today`)."""
+    if not counts or not covered:
+        return None
+    start = min(counts)
+    days = 0
+    for c in covered:
+        lo, hi = max(c.since or start, start), min(c.until or today, today)
+        days += max(0, (hi - lo).days + 1)
+    if not days:
+        return None
+    entries = sum(n for day, n in counts.items() if any(day in c for c in covered))
+    return entries / days / page_size
+
+
+@dataclass(frozen=True)
+class Stretch:
+    """Consecutive days of a scope's window: sized from the database (`sized`), with the
+    days of it no complete read covered (`near`, up to today), or of unknown size."""
+
+    window: DateWindow
+    sized: bool
+    near: tuple[dt.date, ...] = ()
+
+
+def segments(window: DateWindow, covered: Sequence[DateWindow], today: dt.date) -> list[Stretch]:
+    """`window` as consecutive stretches with no gap: the days of `covered` windows can be
+    sized from the database, and so can stretches of at most `NEAR_DAYS` days
+    (counted up to `today`) between or next to them; the others cannot."""
+    lo, hi = window.since or dt.date.min, window.until or dt.date.max
+    spans: list[list[dt.date]] = []
+    for c in sorted(covered, key=lambda c: c.since or dt.date.min):
+        a, b = max(lo, c.since or dt.date.min), min(hi, c.until or dt.date.max)
+        if a > b:
+            continue
+        if spans and (spans[-1][1] == dt.date.max or spans[-1][1] + DAY >= a):
+            spans[-1][1] = max(spans[-1][1], b)
+        else:
+            spans.append([a, b])
+    stretches: list[tuple[dt.date, dt.date, bool]] = []
+    at: dt.date | None = lo
+    for a, b in spans:
+        if at is not None and a > at:
+            stretches.append((at, a - DAY, False))
+        stretches.append((a, b, True))
+        at = None if b == dt.date.max else b + DAY
+    if at is not None and at <= hi:
+        stretches.append((at, hi, False))
+    merged: list[Stretch] = []
+    for a, b, sized in stretches:
+        days = _days(a, b, today)
+        near = not sized and bool(spans) and days is not None and len(days) <= NEAR_DAYS
+        window = DateWindow(None if a == dt.date.min else a, None if b == dt.date.max else b)
+        if sized or near:
+            extra = tuple(days or ()) if near else ()
+            if merged and merged[-1].sized:
+                last = merged.pop()
+                window = DateWindow(last.window.since, window.until)
+                extra = last.near + extra
+            merged.append(Stretch(window, True, extra))
+        else:
+            merged.append(Stretch(window, False))
+    return merged
+
+
+def _days(a: dt.date, b: dt.date, today: dt.date) -> list[dt.date] | None:
+    """The days from `a` to `b`, or to `today` if that is earlier (none if `a` is later);
+    None when `a` is unbounded."""
+    if a == dt.date.min:
+        return None
+    end = min(b, today)
+    return [a + DAY * i for i in range((end - a).days + 1)] if end >= a else []
+
+
+def _near(stretch: Stretch, covered: Sequence[DateWindow],
+          counts: Mapping[dt.date, int]) -> list[tuple[dt.date, float]]:
+    """The `near` days of a sized stretch, each at the density of the `DENSITY_DAYS`
+    covered days nearest it."""
+    near: list[tuple[dt.date, float]] = []
+    for day in stretch.near:
+        sample: list[int] = []
+        for step in range(1, 4 * DENSITY_DAYS):
+            for other in (day - DAY * step, day + DAY * step):
+                if (len(sample) < DENSITY_DAYS and other in stretch.window
+                        and any(other in c for c in covered)):
+                    sample.append(counts.get(other, 0))
+        if sample:
+            near.append((day, sum(sample) / len(sample)))
+    return near
+
+
+def pieces(pages: float, others: float, feed: int) -> int:
+    """Into how many pieces to cut a listing of `pages` when the other listings of the
+    run have `others` pages left and `feed` listings at once keep the budget busy: each
+    piece about the run's share (all pages over `feed`), so that none runs on alone at
+    the end; at least `MIN_PIECE_PAGES` each."""
+    share = max(MIN_PIECE_PAGES, (pages + others) / max(1, feed))
+    wanted = math.ceil(pages / share - SHARE_SLACK)
+    return max(1, min(wanted, int(pages // MIN_PIECE_PAGES)))
+
+
+def _pages(entries: float, page_size: int) -> int:
     """Requests a listing of `entries` takes: an empty one still costs one."""
     return max(1, math.ceil(entries / page_size))
 
 
-def _pieces(days: list[tuple[dt.date, int]], pieces: int) -> tuple[list[dt.date], list[int]]:
+def _pieces(days: list[tuple[dt.date, float]],
+            pieces: int) -> tuple[list[dt.date], list[float]]:
     """Where to cut `days` (the first day of every piece but the first) so that `pieces`
     pieces hold about equal entries, and the entries of each. Days are never divided:
     a day is the finest a window can be."""
     total = sum(n for _, n in days)
     cuts: list[dt.date] = []
-    counts = [0]
-    running = 0
+    counts = [0.0]
+    running = 0.0
     for day, n in days:
         if running and running >= total * len(counts) / pieces and len(counts) < pieces:
             cuts.append(day)
-            counts.append(0)
+            counts.append(0.0)
         running += n
         counts[-1] += n
     return cuts, counts
@@ -232,11 +365,18 @@ def progress(window: DateWindow, days: Sequence[dt.date],
 
 
 def estimate_pages(window: DateWindow, days: Sequence[dt.date], in_order: bool,
-                   today: dt.date) -> float | None:
+                   today: dt.date, per_day: float | None = None) -> float | None:
     """The size of a listing, in pages, from its first page (the `entered_on` days of its
-    entries) when that page lists entries in the order they were made (`in_order_made`);
-    else None (a page in no particular order says nothing of the size). See
-    `pages_left`."""
+    entries): with `per_day`, the pages a day of its scope held where a complete read
+    covered it, that many for every day from its first (the page's earliest, or its
+    window's) to its last (its window's, or today); else when that page lists entries in
+    the order they were made (`in_order_made`), from how far through its days the page
+    came (see `pages_left`: coarse where a page holds less than a day); else None (a page
+    in no particular order says nothing of the size)."""
+    if per_day is not None and days:
+        first, _, last = progress(window, days, today) if in_order else (
+            _span(window, days, today)[0], None, _span(window, days, today)[1])
+        return max(1.0, per_day * ((last - first).days + 1))
     if not in_order or not days:
         return None
     return 1 + pages_left(*progress(window, days, today), read=1)

@@ -48,6 +48,8 @@ class ListingTask:
     scope: Scope
     window: DateWindow
     estimate: float | None  # pages, planned or estimated from the first page
+    #: whether `estimate` came from the database (else from a page, which is coarser)
+    planned: bool = False
     seq: int = field(default_factory=lambda: next(_sequence))
     pages: Pagination | None = None  # None: the next request is its first
     restarts: int = 0
@@ -56,6 +58,7 @@ class ListingTask:
     #: middle day of its latest page (see `plan.pages_left`)
     in_order: bool = False
     days: tuple[dt.date, dt.date, dt.date] | None = None
+    per_day: float | None = None  # see `plan.Listing`
 
     def read(self) -> int:
         return 0 if self.pages is None else self.pages.number
@@ -110,20 +113,32 @@ class RequestScheduler:
         self._singles: list[collections.deque[SingleRequest]] = [
             collections.deque() for _ in range(queues)]
         self._claimed = 0  # workers waiting for a token, each owed a task
-        self._open = 0  # listings ready or being read, not ended
+        self._open: set[ListingTask] = set()  # listings ready or being read, not ended
 
     @property
     def open(self) -> int:
         """Listings ready or being read, not ended."""
         with self._cond:
-            return self._open
+            return len(self._open)
 
-    def add(self, listings: Iterable[ListingTask], *, replacing: int = 0) -> None:
-        """New listings, ready; `replacing`: how many open ones they take the place of (a
+    def work_left(self, besides: ListingTask) -> tuple[float, bool]:
+        """Pages the open listings other than `besides` have left, as far as known (one
+        whose size is unknown counts as `plan.MIN_PIECE_PAGES`), and whether one of
+        them has not been asked for its first page yet (its size is still to learn)."""
+        with self._cond:
+            others = [x for x in self._open if x is not besides]
+        sizes = [x.left() for x in others]
+        left = sum(plan.MIN_PIECE_PAGES if size >= UNKNOWN_PAGES else size for size in sizes)
+        return left, any(x.pages is None and x.estimate is None for x in others)
+
+    def add(self, listings: Iterable[ListingTask], *,
+            replacing: ListingTask | None = None) -> None:
+        """New listings, ready; `replacing`: the open one they take the place of (a
         listing split into windows is replaced by them)."""
         listings = list(listings)
         with self._cond:
-            self._open += len(listings) - replacing
+            self._open.update(listings)
+            self._open.discard(replacing)
             self._ready.extend(listings)
             self._cond.notify(len(listings))
 
@@ -134,10 +149,10 @@ class RequestScheduler:
             self._ready.append(listing)
             self._cond.notify()
 
-    def ended(self) -> None:
+    def ended(self, listing: ListingTask) -> None:
         """An open listing ended (in full, failed or cancelled)."""
         with self._cond:
-            self._open -= 1
+            self._open.discard(listing)
 
     def cancel(self, scope: Scope) -> list[ListingTask]:
         """Take the ready listings of `scope` out (its scope failed); returns them, still

@@ -266,6 +266,25 @@ def last_full_reads(conn: sa.Connection) -> dict[Scope, dt.datetime]:
     return {Scope(kind, gid): _as_utc(when) for kind, gid, when in conn.execute(sa.select(full))}
 
 
+def covered_days(conn: sa.Connection) -> dict[Scope, list[DateWindow]]:
+    """The days each scope's complete listings have read: the window of each of its runs
+    that succeeded (a full read, a backfill's window, a recent run's days), an open end
+    being read up to the day the run finished (UTC). Overlapping windows are not merged."""
+    s = sync_run_scopes
+    query = (
+        sa.select(s.c.scope_type, s.c.scope_gid, s.c.window_since, s.c.window_until,
+                  sa.func.max(s.c.finished_at))
+        .where(s.c.status == SUCCEEDED)
+        .group_by(s.c.scope_type, s.c.scope_gid, s.c.window_since, s.c.window_until)
+    )
+    covered: dict[Scope, list[DateWindow]] = {}
+    for kind, gid, since, until, finished in conn.execute(query):
+        end = until if until is not None else _as_utc(finished).date()
+        if since is None or since <= end:
+            covered.setdefault(Scope(kind, gid), []).append(DateWindow(since, end))
+    return covered
+
+
 def recent_runs(conn: sa.Connection, limit: int = 10) -> list[dict[str, Any]]:
     rows = conn.execute(sa.select(sync_runs).order_by(sync_runs.c.id.desc()).limit(limit))
     return [dict(r._mapping) for r in rows]
