@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from etl.run import plan
+from etl.run import coverage, plan
 from etl.config import DateWindow, Scope
 from etl.run.plan import Listing
 
@@ -338,9 +338,9 @@ def test_a_scope_added_to_a_config_with_history_is_probed_whatever_the_database_
 @pytest.mark.parametrize("nights, sized", [(1, True), (7, True), (8, False)])
 def test_the_nights_since_a_full_read_are_sized_up_to_a_week(nights, sized):
     read = DateWindow(None, TODAY - nights * DAY)
-    stretches = plan.segments(DateWindow(), [read], TODAY)
+    stretches = coverage.segments(DateWindow(), [read], TODAY)
     if sized:
-        assert stretches == [plan.Stretch(DateWindow(), True, tuple(
+        assert stretches == [coverage.Stretch(DateWindow(), True, tuple(
             TODAY - i * DAY for i in range(nights - 1, -1, -1)))]
     else:
         assert [(s.window, s.sized) for s in stretches] == [
@@ -360,7 +360,7 @@ def test_covered_windows_that_overlap_or_touch_make_one_stretch_and_gaps_stay_un
     b = DateWindow(dt.date(2026, 3, 15), dt.date(2026, 4, 30))
     c = DateWindow(dt.date(2026, 5, 1), dt.date(2026, 5, 31))
     d = DateWindow(dt.date(2026, 8, 1), dt.date(2026, 8, 31))
-    stretches = plan.segments(DateWindow(dt.date(2025, 12, 1), dt.date(2026, 9, 30)),
+    stretches = coverage.segments(DateWindow(dt.date(2025, 12, 1), dt.date(2026, 9, 30)),
                               [d, c, b, a], TODAY)
     assert [(s.window, s.sized) for s in stretches] == [
         (DateWindow(dt.date(2025, 12, 1), dt.date(2025, 12, 31)), False),

@@ -109,13 +109,7 @@ class ListingReader:
         windows = collections.Counter(x.scope for x in listings)
         for scope, n in windows.items():
             self.scopes[scope] = ScopeTasks(scope, open=n)
-            with logcontext.scope_context(scope):
-                sized = [x.pages for x in listings if x.scope == scope and x.pages is not None]
-                log.info("scope %s: listing%s%s", scope,
-                         f" in {n} windows" if n > 1 else "", _expected(sized, n),
-                         extra={"event": "listing_planned", "fields": {
-                             "windows": n, "sized_windows": len(sized),
-                             "estimated_pages": round(sum(sized)) if sized else None}})
+            say_planned(scope, [x for x in listings if x.scope == scope])
         self.scheduler.add(ListingTask(x.scope, x.window, x.pages, planned=x.pages is not None,
                                        per_day=x.per_day) for x in listings)
 
@@ -177,29 +171,21 @@ class ListingReader:
         self.scheduler.put_back(listing)
 
     def _split(self, listing: ListingTask, days: list[dt.date]) -> bool:
-        """Split a listing whose first page (its entries' `days`) says more follow, while
-        fewer listings are open than the budget can feed; True if it was (its page is
-        dropped then)."""
+        """Split a listing whose first page (its entries' `days`) says more follow, if
+        `split_windows` finds it worth it; True if it was (its page is dropped then)."""
         asked = plan.widened(listing.window)
         if not self.splits or not days or self._bounds_ignored(
                 listing, next((d for d in days if d not in asked), None)):
             return False  # (a page with entries the dates exclude is proof enough)
         feed = plan.feedable(self.settings.requests_per_minute / 60.0,
                              statistics.median(self.latencies), self.settings.concurrency)
-        others, probing = self.scheduler.work_left(listing)
-        windows = split_windows(listing, days, feed, others,
-                                probing=probing, open=self.scheduler.open, today=self.today)
+        windows = split_windows(listing, days, feed, self.scheduler, self.today)
         if not windows:
             return False
-        share = None if listing.estimate is None else listing.estimate / len(windows)
         tasks = self.scopes[listing.scope]
         with self._lock:
             tasks.open += len(windows) - 1
-        self.scheduler.add((ListingTask(listing.scope, w, share, in_order=listing.in_order,
-                                        per_day=listing.per_day)
-                            for w in windows), replacing=listing)
-        # what one page tells of a listing's size is too coarse to be said (it can be
-        # half or twice the truth): the pieces learn theirs from their own first pages
+        self.scheduler.add(listing.pieces(windows), replacing=listing)
         log.info("scope %s: %s split into %d windows", listing.scope, days_of(listing.window),
                  len(windows), extra={"event": "listing_split", "fields": {
                      "windows": [days_of(w) for w in windows]}})
@@ -250,23 +236,30 @@ class ListingReader:
         return True
 
 
-def _expected(sized: list[float], listings: int) -> str:
-    """What the plan expects of a scope's `listings`, `sized` (pages) the ones the
-    database could size: only those are said (a page's estimate is too coarse)."""
-    if not sized:
-        return ""
-    pages = "about " + count(round(sum(sized)), "page")
-    if len(sized) == listings:
-        return f" ({pages})"
-    return f" ({pages} in {len(sized)}, {listings - len(sized)} of unknown size)"
+def say_planned(scope: Scope, listings: list[Listing]) -> None:
+    """Log what the plan expects of a scope's listings: the pages of the ones the
+    database sized, and no more (what a page tells is too coarse to be said)."""
+    sized = [x.pages for x in listings if x.pages is not None]
+    expected = ""
+    if sized:
+        pages = "about " + count(round(sum(sized)), "page")
+        unknown = len(listings) - len(sized)
+        expected = f" ({pages})" if not unknown else (
+            f" ({pages} in {len(sized)}, {unknown} of unknown size)")
+    with logcontext.scope_context(scope):
+        log.info("scope %s: listing%s%s", scope,
+                 f" in {len(listings)} windows" if len(listings) > 1 else "", expected,
+                 extra={"event": "listing_planned", "fields": {
+                     "windows": len(listings), "sized_windows": len(sized),
+                     "estimated_pages": round(sum(sized)) if sized else None}})
 
 
-def split_windows(listing: ListingTask, days: list[dt.date], feed: int, others: float, *,
-                  probing: bool, open: int, today: dt.date) -> list[DateWindow]:
+def split_windows(listing: ListingTask, days: list[dt.date], feed: int,
+                  scheduler: RequestScheduler, today: dt.date) -> list[DateWindow]:
     """The windows to split `listing` into (none: not worth it), from the days of its
-    first page's entries, when `feed` listings at once keep the budget busy and the other
-    open listings have `others` pages left (`probing`: some of them have not told their
-    size yet; `open`: how many are open, this one included).
+    first page's entries, when `feed` listings at once keep the budget busy, and from
+    the other listings open in `scheduler`: the pages they have left, and whether some
+    of them have not told their size yet (`RequestScheduler.work_left`).
 
     A listing that is not sized by the database takes the size its page tells, if it
     tells one; it is then cut into pieces of about its share of the run (`plan.pieces`),
@@ -279,7 +272,8 @@ def split_windows(listing: ListingTask, days: list[dt.date], feed: int, others: 
     if estimate is not None and not listing.planned:
         listing.estimate = estimate
     size = listing.estimate if listing.planned else estimate
-    idle = feed - open
+    others, probing = scheduler.work_left(listing)
+    idle = feed - scheduler.open
     if size is None or probing:
         if idle <= 0:
             return []

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 from etl.asana.extract import query_dates
 from etl.config import DateWindow, Scope
+from etl.run import coverage
 
 DAY = dt.timedelta(days=1)
 
@@ -47,12 +48,6 @@ FEED_MARGIN = 1.25
 #: No piece of a split scope is planned smaller than this many pages: each piece costs
 #: about half a page of rounding, which a smaller piece would not repay.
 MIN_PIECE_PAGES = 5
-#: Days next to the ones a complete read covered that are planned as if covered, at the
-#: density of the covered days nearest them: the nights since the last run. A longer
-#: stretch is unknown, probed as on a first run.
-NEAR_DAYS = 7
-#: How many of the nearest covered days that density is taken over.
-DENSITY_DAYS = 28
 #: How far beyond its share of the run a listing may go before it is cut (in shares).
 SHARE_SLACK = 0.25
 #: A page lists entries in the order they were made when this share of its neighbours'
@@ -127,7 +122,8 @@ def plan(
     `covered` holds, for each scope, the windows its complete listings have read (see
     `etl.store.runs.covered_days`), and `history`, the number of its entries per
     `entered_on` day that the database holds. Only days a complete read covered (or
-    `NEAR_DAYS` next to them, up to `today`) are sized by `history`. Sized days whose
+    the few days next to them, up to `today`: `coverage.segments`) are sized by
+    `history`. Sized days whose
     pages exceed their share of the run (all sized pages over `feed`, the listings the
     budget can feed at once) are cut into pieces of about equal entries, so that even
     the largest piece, read at full sequential speed from the start, ends before the run
@@ -145,14 +141,14 @@ def plan(
         else:
             read = covered.get(scope, ())
         counts = {day: n for day, n in history.get(scope, ()) if n > 0}
-        per_day = _per_day(read, counts, today, page_size)
-        for stretch in segments(window, read, today):
+        per_day = coverage.per_day(read, counts, today, page_size)
+        for stretch in coverage.segments(window, read, today):
             if not stretch.sized:
                 unknown.append(Listing(scope, stretch.window, None, per_day))
                 continue
             inside = [(day, float(n)) for day, n in counts.items()
                       if day in stretch.window and day not in stretch.near]
-            parts.append((scope, stretch.window, inside + _near(stretch, read, counts)))
+            parts.append((scope, stretch.window, inside + coverage.near(stretch, read, counts)))
     total = sum(_pages(sum(n for _, n in days), page_size) for *_, days in parts)
     largest = max(MIN_PIECE_PAGES, total / max(1, feed))
     listings: list[Listing] = []
@@ -164,98 +160,6 @@ def plan(
             listings.append(Listing(scope, piece, _pages(entries, page_size)))
     # unknown first, then largest first; ties in the order given
     return unknown + sorted(listings, key=lambda x: -(x.pages or 0))
-
-
-def _per_day(covered: Sequence[DateWindow], counts: Mapping[dt.date, int], today: dt.date,
-             page_size: int) -> float | None:
-    """Pages a day over the days `covered` (from the scope's first entry to `today`)."""
-    if not counts or not covered:
-        return None
-    start = min(counts)
-    days = 0
-    for c in covered:
-        lo, hi = max(c.since or start, start), min(c.until or today, today)
-        days += max(0, (hi - lo).days + 1)
-    if not days:
-        return None
-    entries = sum(n for day, n in counts.items() if any(day in c for c in covered))
-    return entries / days / page_size
-
-
-@dataclass(frozen=True)
-class Stretch:
-    """Consecutive days of a scope's window: sized from the database (`sized`), with the
-    days of it no complete read covered (`near`, up to today), or of unknown size."""
-
-    window: DateWindow
-    sized: bool
-    near: tuple[dt.date, ...] = ()
-
-
-def segments(window: DateWindow, covered: Sequence[DateWindow], today: dt.date) -> list[Stretch]:
-    """`window` as consecutive stretches with no gap: the days of `covered` windows can be
-    sized from the database, and so can stretches of at most `NEAR_DAYS` days
-    (counted up to `today`) between or next to them; the others cannot."""
-    lo, hi = window.since or dt.date.min, window.until or dt.date.max
-    spans: list[list[dt.date]] = []
-    for c in sorted(covered, key=lambda c: c.since or dt.date.min):
-        a, b = max(lo, c.since or dt.date.min), min(hi, c.until or dt.date.max)
-        if a > b:
-            continue
-        if spans and (spans[-1][1] == dt.date.max or spans[-1][1] + DAY >= a):
-            spans[-1][1] = max(spans[-1][1], b)
-        else:
-            spans.append([a, b])
-    stretches: list[tuple[dt.date, dt.date, bool]] = []
-    at: dt.date | None = lo
-    for a, b in spans:
-        if at is not None and a > at:
-            stretches.append((at, a - DAY, False))
-        stretches.append((a, b, True))
-        at = None if b == dt.date.max else b + DAY
-    if at is not None and at <= hi:
-        stretches.append((at, hi, False))
-    merged: list[Stretch] = []
-    for a, b, sized in stretches:
-        days = _days(a, b, today)
-        near = not sized and bool(spans) and days is not None and len(days) <= NEAR_DAYS
-        window = DateWindow(None if a == dt.date.min else a, None if b == dt.date.max else b)
-        if sized or near:
-            extra = tuple(days or ()) if near else ()
-            if merged and merged[-1].sized:
-                last = merged.pop()
-                window = DateWindow(last.window.since, window.until)
-                extra = last.near + extra
-            merged.append(Stretch(window, True, extra))
-        else:
-            merged.append(Stretch(window, False))
-    return merged
-
-
-def _days(a: dt.date, b: dt.date, today: dt.date) -> list[dt.date] | None:
-    """The days from `a` to `b`, or to `today` if that is earlier (none if `a` is later);
-    None when `a` is unbounded."""
-    if a == dt.date.min:
-        return None
-    end = min(b, today)
-    return [a + DAY * i for i in range((end - a).days + 1)] if end >= a else []
-
-
-def _near(stretch: Stretch, covered: Sequence[DateWindow],
-          counts: Mapping[dt.date, int]) -> list[tuple[dt.date, float]]:
-    """The `near` days of a sized stretch, each at the density of the `DENSITY_DAYS`
-    covered days nearest it."""
-    near: list[tuple[dt.date, float]] = []
-    for day in stretch.near:
-        sample: list[int] = []
-        for step in range(1, 4 * DENSITY_DAYS):
-            for other in (day - DAY * step, day + DAY * step):
-                if (len(sample) < DENSITY_DAYS and other in stretch.window
-                        and any(other in c for c in covered)):
-                    sample.append(counts.get(other, 0))
-        if sample:
-            near.append((day, sum(sample) / len(sample)))
-    return near
 
 
 def pieces(pages: float, others: float, feed: int) -> int:

@@ -77,6 +77,13 @@ class ListingTask:
             return (0, 0.0, 0, self.seq)
         return (1, -self.left(), self.read(), self.seq)
 
+    def pieces(self, windows: list[DateWindow]) -> list[ListingTask]:
+        """The listings this one is split into, one a window of `windows`, each with an
+        even share of its estimate."""
+        share = None if self.estimate is None else self.estimate / len(windows)
+        return [ListingTask(self.scope, w, share, in_order=self.in_order, per_day=self.per_day)
+                for w in windows]
+
     def advanced(self, days: list[dt.date], today: dt.date) -> None:
         """Take note of the days of the page just read."""
         if not days or not self.in_order:
