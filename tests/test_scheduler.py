@@ -10,7 +10,13 @@ from etl.asana.pagination import Pagination
 from etl.asana.ratelimit import RateLimiter
 from etl.config import DateWindow, Scope
 from etl.run import plan
-from etl.run.scheduler import OFFSET_PATIENCE, ListingTask, RequestScheduler, SingleRequest
+from etl.run.scheduler import (
+    OFFSET_PATIENCE,
+    ListingTask,
+    RequestScheduler,
+    ScopeProgress,
+    SingleRequest,
+)
 
 A, B, C = Scope("user", "1"), Scope("user", "2"), Scope("project", "3")
 
@@ -59,6 +65,22 @@ def test_between_equals_the_one_that_read_fewer_pages_goes_first():
     s.put_back(ahead)  # both have 15 pages left
     s.put_back(behind)
     assert s.take() is behind
+
+
+def test_of_listings_whose_size_stays_unknown_the_scope_that_read_most_goes_first():
+    # pages in no particular order tell no size: a scope that has gone far is likely
+    # the largest (a few people log most hours); its own pieces share evenly
+    s = scheduler()
+    far, near = ScopeProgress(), ScopeProgress()
+    small = begun(ListingTask(A, DateWindow(), None, progress=near), pages_read=3)
+    piece_1 = begun(ListingTask(B, DateWindow(until=dt.date(2026, 1, 1)), None, progress=far),
+                    pages_read=4)
+    piece_2 = begun(ListingTask(B, DateWindow(since=dt.date(2026, 1, 2)), None, progress=far),
+                    pages_read=2)
+    near.pages, far.pages = 3, 6
+    for task in (small, piece_1, piece_2):
+        s.put_back(task)
+    assert [s.take(), s.take(), s.take()] == [piece_2, piece_1, small]
 
 
 def test_an_offset_that_waited_too_long_goes_before_all():

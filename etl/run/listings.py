@@ -34,7 +34,7 @@ from etl.errors import AsanaError, OffsetExpiredError
 from etl.run import plan
 from etl.run.messages import PageRows, ScopeListed
 from etl.run.plan import Listing
-from etl.run.scheduler import ListingTask, RequestScheduler
+from etl.run.scheduler import ListingTask, RequestScheduler, ScopeProgress
 from etl.transform import (
     RecordRejected,
     Rejection,
@@ -110,8 +110,8 @@ class ListingReader:
         for scope, n in windows.items():
             self.scopes[scope] = ScopeTasks(scope, open=n)
             say_planned(scope, [x for x in listings if x.scope == scope])
-        self.scheduler.add(ListingTask(x.scope, x.window, x.pages, planned=x.pages is not None,
-                                       per_day=x.per_day) for x in listings)
+        progress = {scope: ScopeProgress() for scope in windows}
+        self.scheduler.add(ListingTask.of(x, progress[x.scope]) for x in listings)
 
     def stats_of(self, scope: Scope) -> CallStats:
         """The calls made for `scope` so far (its listings and its confirmations)."""

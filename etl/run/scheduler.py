@@ -42,6 +42,13 @@ _sequence = itertools.count()
 
 
 @dataclass(eq=False)
+class ScopeProgress:
+    """The pages the listings of one scope have read so far."""
+
+    pages: int = 0
+
+
+@dataclass(eq=False)
 class ListingTask:
     """One listing in the fetcher: its window, what is known of its size, where it is."""
 
@@ -59,6 +66,14 @@ class ListingTask:
     in_order: bool = False
     days: tuple[dt.date, dt.date, dt.date] | None = None
     per_day: float | None = None  # see `plan.Listing`
+    #: the pages read by all the listings of its scope, shared among them
+    progress: ScopeProgress = field(default_factory=lambda: ScopeProgress())
+
+    @classmethod
+    def of(cls, listing: plan.Listing, progress: ScopeProgress) -> ListingTask:
+        """The task of a listing of the plan; `progress`, its scope's."""
+        return cls(listing.scope, listing.window, listing.pages, planned=listing.pages is not None,
+                   per_day=listing.per_day, progress=progress)
 
     def read(self) -> int:
         return 0 if self.pages is None else self.pages.number
@@ -70,22 +85,32 @@ class ListingTask:
         left = plan.remaining(self.estimate, self.read(), days)
         return UNKNOWN_PAGES if left is None else left
 
-    def priority(self) -> tuple[int, float, int, int]:
+    def priority(self) -> tuple[int, float, int, int, int]:
         """Smaller goes first: unknown listings not begun; then the most pages left; then
-        the fewest read (even shares between equals), in the order they came."""
+        the fewest read (even shares between equals), in the order they came.
+
+        Among listings whose size stays unknown (a page in no particular order tells
+        none), those of the scope that has read the most pages go first: where a few
+        people log most of the hours, a scope that has gone far is likely to go farther,
+        and it must not be left to end the run alone; a scope's own listings (the
+        pieces of a split, of about equal size) share evenly."""
         if self.estimate is None and self.pages is None:
-            return (0, 0.0, 0, self.seq)
-        return (1, -self.left(), self.read(), self.seq)
+            return (0, 0.0, 0, 0, self.seq)
+        left = self.left()
+        if left >= UNKNOWN_PAGES:
+            return (1, -left, -self.progress.pages, self.read(), self.seq)
+        return (1, -left, 0, self.read(), self.seq)
 
     def pieces(self, windows: list[DateWindow]) -> list[ListingTask]:
         """The listings this one is split into, one a window of `windows`, each with an
         even share of its estimate."""
         share = None if self.estimate is None else self.estimate / len(windows)
-        return [ListingTask(self.scope, w, share, in_order=self.in_order, per_day=self.per_day)
-                for w in windows]
+        return [ListingTask(self.scope, w, share, in_order=self.in_order, per_day=self.per_day,
+                            progress=self.progress) for w in windows]
 
     def advanced(self, days: list[dt.date], today: dt.date) -> None:
-        """Take note of the days of the page just read."""
+        """Take note of the page just read, and of its entries' days."""
+        self.progress.pages += 1
         if not days or not self.in_order:
             return
         first, at, last = plan.progress(self.window, days, today)
