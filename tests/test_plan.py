@@ -381,3 +381,17 @@ def test_covered_windows_that_overlap_or_touch_make_one_stretch_and_gaps_stay_un
 ])
 def test_a_listing_is_cut_into_pieces_of_its_share_of_the_run(pages, others, feed, expected):
     assert plan.pieces(pages, others, feed) == expected
+
+
+def test_years_of_nightly_recent_windows_plan_as_the_days_they_cover():
+    # three years of `sync --recent 30` nights, and a full read a week: what the store
+    # gives back is a window a night, overlapping; the plan is that of their union
+    nights = [DateWindow(TODAY - (n + 29) * DAY, TODAY - n * DAY) for n in range(1, 1096)]
+    fulls = [DateWindow(None, TODAY - n * DAY) for n in range(3, 1096, 7)]
+    history = {USER: every_day(TODAY - 1200 * DAY, TODAY - DAY, 30)}
+    many = plan.plan([(USER, DateWindow())], history, feed=7, page_size=100,
+                     covered={USER: nights + fulls}, today=TODAY)
+    one = plan.plan([(USER, DateWindow())], history, feed=7, page_size=100,
+                    covered={USER: [DateWindow(None, TODAY - DAY)]}, today=TODAY)
+    assert many == one and all(x.pages is not None for x in many)
+    assert coverage.merged(nights + fulls) == [DateWindow(None, TODAY - DAY)]

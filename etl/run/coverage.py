@@ -37,20 +37,29 @@ class Stretch:
     near: tuple[dt.date, ...] = ()
 
 
+def merged(covered: Sequence[DateWindow]) -> list[DateWindow]:
+    """`covered` as the fewest windows, in order: those that overlap or touch are one."""
+    spans: list[list[dt.date]] = []
+    for c in sorted(covered, key=lambda c: c.since or dt.date.min):
+        a, b = c.since or dt.date.min, c.until or dt.date.max
+        if spans and (spans[-1][1] == dt.date.max or spans[-1][1] + DAY >= a):
+            spans[-1][1] = max(spans[-1][1], b)
+        else:
+            spans.append([a, b])
+    return [DateWindow(None if a == dt.date.min else a, None if b == dt.date.max else b)
+            for a, b in spans]
+
+
 def segments(window: DateWindow, covered: Sequence[DateWindow], today: dt.date) -> list[Stretch]:
     """`window` as consecutive stretches with no gap: the days of `covered` windows can be
     sized from the database, and so can stretches of at most `NEAR_DAYS` days
     (counted up to `today`) between or next to them; the others cannot."""
     lo, hi = window.since or dt.date.min, window.until or dt.date.max
-    spans: list[list[dt.date]] = []
-    for c in sorted(covered, key=lambda c: c.since or dt.date.min):
+    spans = []
+    for c in merged(covered):
         a, b = max(lo, c.since or dt.date.min), min(hi, c.until or dt.date.max)
-        if a > b:
-            continue
-        if spans and (spans[-1][1] == dt.date.max or spans[-1][1] + DAY >= a):
-            spans[-1][1] = max(spans[-1][1], b)
-        else:
-            spans.append([a, b])
+        if a <= b:
+            spans.append((a, b))
     stretches: list[tuple[dt.date, dt.date, bool]] = []
     at: dt.date | None = lo
     for a, b in spans:
@@ -60,21 +69,21 @@ def segments(window: DateWindow, covered: Sequence[DateWindow], today: dt.date) 
         at = None if b == dt.date.max else b + DAY
     if at is not None and at <= hi:
         stretches.append((at, hi, False))
-    merged: list[Stretch] = []
+    result: list[Stretch] = []
     for a, b, sized in stretches:
         days = _days(a, b, today)
         short = not sized and bool(spans) and days is not None and len(days) <= NEAR_DAYS
         window = DateWindow(None if a == dt.date.min else a, None if b == dt.date.max else b)
         if sized or short:
             extra = tuple(days or ()) if short else ()
-            if merged and merged[-1].sized:
-                last = merged.pop()
+            if result and result[-1].sized:
+                last = result.pop()
                 window = DateWindow(last.window.since, window.until)
                 extra = last.near + extra
-            merged.append(Stretch(window, True, extra))
+            result.append(Stretch(window, True, extra))
         else:
-            merged.append(Stretch(window, False))
-    return merged
+            result.append(Stretch(window, False))
+    return result
 
 
 def _days(a: dt.date, b: dt.date, today: dt.date) -> list[dt.date] | None:

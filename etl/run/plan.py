@@ -139,7 +139,7 @@ def plan(
         if covered is None:
             read = [DateWindow()] if scope in history else []
         else:
-            read = covered.get(scope, ())
+            read = coverage.merged(covered.get(scope, ()))
         counts = {day: n for day, n in history.get(scope, ()) if n > 0}
         per_day = coverage.per_day(read, counts, today, page_size)
         for stretch in coverage.segments(window, read, today):
