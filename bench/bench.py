@@ -16,7 +16,7 @@ Scenarios:
               the whole command (interpreter start and imports included) and over the
               run itself (from its run row to its end, as its log says)
 
-The four that follow read two years of data shaped like real data (users skewed ten to
+The five that follow read two years of data shaped like real data (users skewed ten to
 one, entries made on or near their day, gids in the order entries were made), from a
 simulated Asana with 200 ms latency and the limit scaled to 150 requests per 6 s; each
 reports entries/s as a share of Asana's ceiling (1,500 requests a minute x 100 entries
@@ -29,6 +29,9 @@ listing), and 429s; and checks the tables against the simulated data.
   backfill    `backfill --since/--until` of 90 days over 20 users, into an empty database
   recent      after a full sync and a month of edits, inserts and deletions (and some
               to older entries), `sync --recent 30` against a full nightly `sync`
+  history     one workspace scope of 40,000 entries: a backfill of the last full
+              quarter into an empty database, then the first full sync (the database
+              knows a quarter of two years: the rest must be probed, not taken as empty)
   details     entries' details (one request each) at 200 ms and 150 per 6 s: the first
               read of 20,000 as a share of the limit; a nightly sync with details on
               against one without, after a month of changes (requests for details
@@ -38,6 +41,9 @@ listing), and 429s; and checks the tables against the simulated data.
               workspace scope: 80,000 of 100,000 at zero latency with no rate limit, and
               1,000 of 10,000 at 200 ms and the scaled limit (requests a second over the
               span against its 25)
+  vs-dlt      the same work through dlt's REST API source into SQLite, side by side, at
+              zero latency and at 200 ms (bench/vs_dlt.py says how; not in "all": it
+              installs dlt into a venv of its own, bench/vs-dlt/.venv)
 Prints one table a scenario; medians over --repeat runs. ASANA_ETL_BENCH_CODE=DIR runs
 the command line of the checkout in DIR instead (an A/B against the same simulator).
 """
@@ -472,6 +478,39 @@ def scenario_backfill(args) -> None:
                        [("backfill --since/--until", results)], loaded)
 
 
+def scenario_history(args) -> None:
+    """The first full sync of a database that knows part of the days, after a backfill of
+    the last full quarter (a `sync --recent N` first night reads in full: every scope's
+    full read is due)."""
+    until = dt.date(TODAY.year, 3 * ((TODAY.month - 1) // 3) + 1, 1) - dt.timedelta(days=1)
+    since = dt.date(until.year, until.month - 2, 1)
+    rows: dict[str, list[dict]] = {"backfill": [], "then the first full sync": []}
+    for repeat in range(args.repeat):
+        data = two_years(40_000, 40, seed=1 + repeat)
+        sim = Served(data, args.latency, args.limit)
+        scope = [("workspace", data.workspace_gid)]
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                url = f"sqlite:///{tmp}/bench.db"
+                r = listing_run(sim, url, Path(tmp), scopes_toml(scope),
+                                pages_needed(data, scope, since, until),
+                                ("backfill", "--since", str(since), "--until", str(until)))
+                r["exact"] = exact(data, url, since, until)
+                rows["backfill"].append(r)
+                r = listing_run(sim, url, Path(tmp), scopes_toml(scope),
+                                pages_needed(data, scope), ("sync", "--recent", "0"))
+                r["exact"] = exact(data, url)
+                rows["then the first full sync"].append(r)
+        finally:
+            sim.close()
+    quarter = sum(1 for e in data.entries.values() if since <= e.entered_on <= until)
+    print_listing_rows(f"history: one workspace scope of 40,000 entries over two years: "
+                       f"backfill {since}..{until} ({quarter:,} entries), median of {args.repeat}",
+                       [("backfill", rows["backfill"])], quarter)
+    print_listing_rows("then the first full sync of the 40,000 (bar: 85 % of 2,500/s)",
+                       [("first full sync", rows["then the first full sync"])], 40_000)
+
+
 def mutate_month(data, rng) -> dict[str, int]:
     """A month of a team's changes: edits, inserts and deletions in the last 30 days, and
     a few to older entries (which only a full read can see)."""
@@ -686,7 +725,7 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scenario", choices=["rate", "memory", "throughput", "workspace", "skewed",
                                              "backfill", "recent", "listings", "deletions",
-                                             "details", "all"])
+                                             "details", "history", "vs-dlt", "all"])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--scopes", type=int, default=40)
     parser.add_argument("--per-scope", type=int, default=1000)
@@ -709,13 +748,17 @@ def main() -> None:
         scenario_throughput(args)
     if args.scenario in ("memory", "all"):
         scenario_memory(args)
-    for name in ("workspace", "skewed", "backfill", "recent"):
+    for name in ("workspace", "skewed", "backfill", "recent", "history"):
         if args.scenario in (name, "listings", "all"):
             globals()[f"scenario_{name}"](args)
     if args.scenario in ("deletions", "all"):
         scenario_deletions(args)
     if args.scenario in ("details", "all"):
         scenario_details(args)
+    if args.scenario == "vs-dlt":  # not in "all": it installs dlt into a venv of its own
+        import vs_dlt
+
+        vs_dlt.scenario(args)
 
 
 if __name__ == "__main__":
