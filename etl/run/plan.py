@@ -123,11 +123,10 @@ def plan(
     `etl.store.runs.covered_days`), and `history`, the number of its entries per
     `entered_on` day that the database holds. Only days a complete read covered (or
     the few days next to them, up to `today`: `coverage.segments`) are sized by
-    `history`. Sized days whose
-    pages exceed their share of the run (all sized pages over `feed`, the listings the
-    budget can feed at once) are cut into pieces of about equal entries, so that even
-    the largest piece, read at full sequential speed from the start, ends before the run
-    would; at least `MIN_PIECE_PAGES` each. Every stretch of days no complete read
+    `history`. Sized days whose pages exceed their share of the run (all sized pages
+    over `feed`, the listings the budget can feed at once) are cut into pieces of about
+    equal entries, so that even the largest piece, read at full sequential speed from
+    the start, ends before the run would; at least `MIN_PIECE_PAGES` each. Every stretch of days no complete read
     covered is one listing of unknown size, listed first: its first page is the cheapest
     way to learn about it. Without `covered`, a scope `history` names counts as covered
     over all of its window.
@@ -153,9 +152,9 @@ def plan(
     largest = max(MIN_PIECE_PAGES, total / max(1, feed))
     listings: list[Listing] = []
     for scope, stretch, days in parts:
-        pieces = max(1, min(len(days), math.ceil(_pages(sum(n for _, n in days), page_size)
+        cut_in = max(1, min(len(days), math.ceil(_pages(sum(n for _, n in days), page_size)
                                                  / largest)))
-        cuts, counts = _pieces(sorted(days), pieces)
+        cuts, counts = _pieces(sorted(days), cut_in)
         for piece, entries in zip(partition(stretch, cuts), counts):
             listings.append(Listing(scope, piece, _pages(entries, page_size)))
     # unknown first, then largest first; ties in the order given
