@@ -1,7 +1,9 @@
 """What every log line should carry: the run it belongs to and the scope being worked on.
 
 The run id is process-wide (one run at a time); the scope is per thread, as each worker
-lists one scope at a time. `ContextFilter` stamps both on every record.
+lists one scope at a time. `ContextFilter` stamps both on every record. A fetcher
+process's records have no run id of their own: they take that of the run begun while it
+ran (`runs_begun`; see `etl.logorder`).
 """
 
 from __future__ import annotations
@@ -12,12 +14,20 @@ import threading
 from collections.abc import Iterator
 
 _run_id: int | None = None
+_begun: tuple[int, int | None] = (0, None)
 _local = threading.local()
 
 
 def set_run(run_id: int | None) -> None:
-    global _run_id
+    global _run_id, _begun
     _run_id = run_id
+    if run_id is not None:
+        _begun = (_begun[0] + 1, run_id)
+
+
+def runs_begun() -> tuple[int, int | None]:
+    """How many runs this process has begun, and the id of the last one."""
+    return _begun
 
 
 @contextlib.contextmanager

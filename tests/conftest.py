@@ -190,6 +190,7 @@ LONGEST = [
     ("test_crash.py::test_ten_sigkills_then_reruns_leave_the_tables_equal_to_the_server", 39),
     ("test_quickstart.py::test_the_readme_quick_start_works_in_a_fresh_copy", 20),
     ("test_database_faults.py::test_a_database_lost_mid_run_is_exit_5", 19),
+    ("test_log_order.py::test_no_line_is_lost_or_out_of_order_when_the_database_is_lost", 18),
     ("test_lock.py::test_two_first_syncs_on_a_new_sqlite_file", 17),
     ("test_terminal.py::test_a_sync_on_a_terminal_shows_every_log_line", 12),
     ("test_pipeline.py::test_five_thousand_entries_in_fifty_overlapping_scopes", 10),

@@ -5,8 +5,8 @@ A log line written to stderr behind the live display's back is overwritten by it
 redraw, or cuts one in half. So on a terminal every log line is printed through the
 display's Console, which puts it above the display; and under `Terminal.lock`, which
 the display's redraws take too, so that neither ever cuts the other. That covers the
-fetcher's records as well: it forwards them, and the run's process logs them here,
-from whichever thread received them.
+fetcher's records as well: the run's process logs them here, and while a fetcher runs
+every line is printed by the thread that orders them (`etl.logorder`).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """Log lines on stderr, as text or one JSON object a line, each with the run and scope
-it concerns; on a terminal, through the `Terminal` the live progress shares.
+it concerns; on a terminal, through the `Terminal` the live progress shares. In either
+format and on a terminal, a run's lines come in the order of their times, the fetcher
+process's among them (`etl.logorder`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from etl.logcontext import ContextFilter
+from etl.logorder import OrderedHandler
 
 if TYPE_CHECKING:
     from etl.cli.console import Terminal
@@ -47,20 +50,25 @@ class _TextFormatter(logging.Formatter):
 
 
 def setup_logging(level: str, fmt: str) -> Terminal | None:
-    """Log lines to stderr; on a terminal (text logs only), through the `Terminal` that
-    the live progress shares (returned), so that they scroll above it whole."""
+    """Log lines to stderr, in the order of their times; on a terminal (text logs only),
+    through the `Terminal` that the live progress shares (returned), so that they scroll
+    above it whole."""
     terminal = None
     if fmt == "text" and sys.stderr.isatty():
         from etl.cli.console import Terminal, TerminalHandler
 
         terminal = Terminal(sys.stderr)
-    handler = logging.StreamHandler(sys.stderr) if terminal is None else TerminalHandler(terminal)
-    handler.addFilter(ContextFilter())
+    writer = logging.StreamHandler(sys.stderr) if terminal is None else TerminalHandler(terminal)
     if fmt == "json":
-        handler.setFormatter(_JsonFormatter())
+        writer.setFormatter(_JsonFormatter())
     else:
-        handler.setFormatter(_TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        writer.setFormatter(_TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler = OrderedHandler(writer)
+    handler.addFilter(ContextFilter())  # in the thread that logs: the scope is its own
     root = logging.getLogger("etl")
+    for previous in root.handlers:  # an earlier command's, in this process
+        if isinstance(previous, OrderedHandler):
+            previous.close()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False

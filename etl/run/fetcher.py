@@ -6,7 +6,8 @@ and reading (HTTP, JSON, flattening) costs about as much as writing. In one proc
 GIL makes the two take turns on one core. So a run starts a fetcher process that reads
 listings and confirms deletion candidates as the run orders, flattens every page into
 row values, and sends them (pickled, several at a time) through a pipe to the run's
-process, which only writes.
+process, which only writes. Its log records come on a pipe of their own, read by a
+thread of the run's process as they come (`etl.logorder` orders them among the run's).
 
 How the process starts: by `fork` on Linux (nothing to import again, and safe here:
 it starts before the run opens a database connection, and uses none of its parent's
@@ -25,11 +26,13 @@ import multiprocessing
 import os
 import pickle
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
+from etl import logorder
 from etl.asana.client import CallStats, Sleep
 from etl.asana.extract import Preflight
 from etl.asana.resources import Resource
@@ -41,7 +44,7 @@ from etl.run.messages import (
     ConfirmOrder,
     DetailsOrder,
     ListOrder,
-    LogMessage,
+    LogLines,
     Preflighted,
     PreflightOrder,
     ResourceOrder,
@@ -50,6 +53,8 @@ from etl.run.plan import Listing
 
 #: The environment variable that chooses how the fetcher process starts.
 START_METHOD_ENV = "ASANA_ETL_FETCHER_START"
+#: Seconds `Fetcher.stop` waits for the fetcher's last log lines to be written.
+LOGS_SECONDS = 10.0
 
 
 def start_method() -> str:
@@ -95,6 +100,7 @@ class Fetcher:
         self._orders: Connection | None = None
         self._messages: Connection | None = None
         self._pending: collections.deque[bytes] = collections.deque()
+        self._logs: _LogReader | None = None
 
     def __enter__(self) -> Fetcher:
         self.start()
@@ -108,24 +114,34 @@ class Fetcher:
         context = multiprocessing.get_context(self.method)
         orders_in, orders_out = context.Pipe(duplex=False)
         messages_in, messages_out = context.Pipe(duplex=False)
+        logs_in, logs_out = context.Pipe(duplex=False)
         config = FetcherConfig(self.settings, self.token, self.page_size, self.sleep, self.today,
                                min_split_latency=plan.MIN_SPLIT_LATENCY,
                                log_level=logging.getLogger("etl").getEffectiveLevel(),
                                list_categories=self.list_categories)
         # a forked process holds copies of this side's ends too, and must close them; a
         # spawned one is given only its own
-        inherited = (orders_out, messages_in) if self.method == "fork" else ()
+        inherited = (orders_out, messages_in, logs_in) if self.method == "fork" else ()
         self._process = context.Process(
-            target=serve, args=(config, orders_in, messages_out, inherited),
+            target=serve, args=(config, orders_in, messages_out, logs_out, inherited),
             name="asana-etl fetcher", daemon=True,
         )
-        self._process.start()
-        orders_in.close()  # the child's ends: only the child may hold them now
-        messages_out.close()
+        self._logs = _LogReader()  # before it starts: its records all come later
+        try:
+            self._process.start()
+        except BaseException:
+            self._logs.stop()
+            raise
+        finally:
+            orders_in.close()  # the child's ends: only the child may hold them now
+            messages_out.close()
+            logs_out.close()
         self._orders, self._messages = orders_out, messages_in
+        self._logs.start(logs_in)
 
     def stop(self) -> None:
-        """Stop the process (at once) and release the pipes; safe to call twice."""
+        """Stop the process (at once) and release the pipes, once its lines are logged
+        here; safe to call twice."""
         if self._process is None:
             return
         with contextlib.suppress(OSError):
@@ -134,6 +150,7 @@ class Fetcher:
         if self._process.is_alive():
             self._process.kill()
             self._process.join()
+        self._logs.stop()  # its pipe of logs ended with it
         self._orders.close()
         self._messages.close()
         self._process = None
@@ -196,26 +213,57 @@ class Fetcher:
                     self._pending.extend(self._messages.recv())
                 except (EOFError, OSError):
                     self._process.join(timeout=1.0)
-                    raise FetcherDied(self._died()) from None
+                    raise FetcherDied(_died(self._process.exitcode, self.method)) from None
             message = pickle.loads(self._pending.popleft())
-            if isinstance(message, LogMessage):
-                record = message.record
-                logging.getLogger(record.name).handle(record)
-                continue
             self.stats = message.stats
             return message
-
-    def _died(self) -> str:
-        code = self._process.exitcode
-        hint = ""
-        if code == 1 and self.method != "fork":
-            hint = (f"; started by {self.method}, it imports the script that runs the run "
-                    "again, so a script must call run_sync under `if __name__ == "
-                    "\"__main__\":`")
-        return f"the fetcher process ended unexpectedly (exit code {code}){hint}"
 
     def _order(self, order: Any) -> None:
         try:
             self._orders.send(order)
         except OSError:
             raise FetcherDied("the fetcher process ended unexpectedly") from None
+
+
+def _died(code: int | None, method: str | None) -> str:
+    hint = ""
+    if code == 1 and method != "fork":
+        hint = (f"; started by {method}, it imports the script that runs the run "
+                "again, so a script must call run_sync under `if __name__ == "
+                "\"__main__\":`")
+    return f"the fetcher process ended unexpectedly (exit code {code}){hint}"
+
+
+class _LogReader:
+    """The fetcher's log records in the run's process: a thread logs them as they come,
+    whatever the run's thread is doing (a transaction may take seconds), until the
+    process ends and its pipe of logs with it; `etl.logorder` orders them among the
+    run's, by what each message says (`source`)."""
+
+    def __init__(self) -> None:
+        self.source = logorder.Source()
+        self._thread: threading.Thread | None = None
+
+    def start(self, logs: Connection) -> None:
+        self._thread = threading.Thread(target=self._read, args=(logs,), name="fetcher-logs",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Once the process is gone: its last lines are written (unless stderr takes
+        more than `LOGS_SECONDS`)."""
+        if self._thread is not None:
+            self._thread.join(LOGS_SECONDS)
+        self.source.close()
+
+    def _read(self, logs: Connection) -> None:
+        try:
+            while True:
+                try:
+                    lines: LogLines = logs.recv()
+                except (EOFError, OSError):
+                    return
+                self.source.receive([pickle.loads(data) for data in lines.records], lines.until)
+        finally:
+            self.source.close()
+            logs.close()

@@ -6,7 +6,8 @@ It owns the Asana client (its connection pool, rate limiter and retry policy) an
 (`etl.run.scheduler`): listings' pages (`etl.run.listings`) and deletion
 confirmations (`etl.run.confirmations`). Messages go to the run through a bounded
 outbox, many at a time; a loader that falls behind fills it and then blocks the
-workers, so memory stays flat. Its log records travel as messages too.
+workers, so memory stays flat. Its log records go on a pipe of their own, each as it is
+logged, with the word the run orders its lines by (`etl.logorder`).
 
 It starts by `fork`, `spawn` or `forkserver` alike: everything it needs comes in one
 picklable `FetcherConfig`. It ignores SIGINT (the run stops it), and exits when the
@@ -28,12 +29,11 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from etl import logcontext
+from etl import logcontext, logorder
 from etl.asana.client import AsanaClient, Sleep
 from etl.asana.details import preflight_details
 from etl.asana.extract import bounds_inclusive, preflight
@@ -47,7 +47,7 @@ from etl.run.messages import (
     ConfirmOrder,
     DetailsOrder,
     ListOrder,
-    LogMessage,
+    LogLines,
     Preflighted,
     PreflightOrder,
     ResourceOrder,
@@ -79,24 +79,25 @@ class FetcherConfig:
     list_categories: bool = False
 
 
-def serve(config: FetcherConfig, orders: Connection, messages: Connection,
+def serve(config: FetcherConfig, orders: Connection, messages: Connection, logs: Connection,
           inherited: tuple[Connection, ...]) -> None:
     """The process's main: take orders until told to stop or the run is gone.
 
-    `inherited`: the run's ends of the pipes, which a forked process holds copies of;
-    closed at once, so that the orders pipe ends when the run does.
+    `logs`: the pipe of its log records. `inherited`: the run's ends of the pipes, which
+    a forked process holds copies of; closed at once, so that the orders pipe ends when
+    the run does.
     """
     for connection in inherited:
         connection.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the run decides, and stops us
     if hasattr(signal, "SIGTERM"):
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _forward_logs(logs)  # early: the run's lines wait for its word (etl.logorder)
     plan.MIN_SPLIT_LATENCY = config.min_split_latency
     if config.log_level:
         logging.getLogger("etl").setLevel(config.log_level)
     _keep_heap_flat()
     outbox = _Outbox(messages)
-    _forward_logs(outbox.put_log)
     if os.name == "posix":
         threading.Thread(target=_exit_with, args=(os.getppid(),), daemon=True).start()
     _Fetcher(config, outbox).serve(orders)
@@ -188,10 +189,6 @@ class _Outbox:
             message.stats = dataclasses.replace(self.client.stats)
             self._queue.put(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
 
-    def put_log(self, message: LogMessage) -> None:
-        with self._lock:
-            self._queue.put(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
-
     def _post(self) -> None:
         """Move messages from the outbox to the pipe, in order, as many at a time as are
         waiting: this thread gets the GIL only now and then from the busy workers, so a
@@ -249,13 +246,21 @@ def _exit_with(parent_pid: int) -> None:
 
 
 class _ForwardLogs(logging.Handler):
-    """Sends each record to the run's process, which logs it with its own handlers."""
+    """Sends each record to the run's process, which logs it with its own handlers.
 
-    def __init__(self, send: Callable[[LogMessage], None]) -> None:
+    It sends it at once, on the pipe of logs, from the thread that logged it: a record
+    is in the pipe when the call that logged it returns, and stays there whatever then
+    becomes of this process (even SIGKILL). Each message says until when this process
+    has sent every record it made, and a thread says it again every `HEARTBEAT` while
+    nothing is logged (`etl.logorder`)."""
+
+    def __init__(self, logs: Connection) -> None:
         super().__init__()
-        self.send = send
+        self.logs = logs
+        self._sent = 0.0  # when the last message went (monotonic)
+        threading.Thread(target=self._beat, name="log-heartbeat", daemon=True).start()
 
-    def emit(self, record: logging.LogRecord) -> None:
+    def emit(self, record: logging.LogRecord) -> None:  # under self.lock: one at a time
         try:
             record = copy.copy(record)
             record.msg = record.getMessage()
@@ -265,12 +270,28 @@ class _ForwardLogs(logging.Handler):
                 record.exc_info = None
             if not hasattr(record, "scope"):
                 record.scope = logcontext.current_scope()  # the run's process adds run_id
-            self.send(LogMessage(record))
+            data = pickle.dumps(record, pickle.HIGHEST_PROTOCOL)
         except Exception:
             self.handleError(record)
+            return
+        self._send([data])
+
+    def _send(self, records: list[bytes]) -> None:
+        try:
+            self.logs.send(LogLines(records, time.time() - logorder.SETTLE))
+        except (OSError, EOFError):
+            pass  # the run is gone: its orders pipe ends this process
+        self._sent = time.monotonic()
+
+    def _beat(self) -> None:
+        while True:
+            time.sleep(logorder.HEARTBEAT)
+            with self.lock:
+                if time.monotonic() - self._sent >= logorder.HEARTBEAT:
+                    self._send([])
 
 
-def _forward_logs(send: Callable[[LogMessage], None]) -> None:
+def _forward_logs(logs: Connection) -> None:
     """Every record that passes its logger's level goes to the run's process, once: no
     handler is left in this process but one on the root, which every logger reaches. The
     run's process then logs it through the same loggers, so it is handled as if logged
@@ -280,4 +301,4 @@ def _forward_logs(send: Callable[[LogMessage], None]) -> None:
     for logger in loggers:
         logger.handlers = []
         logger.propagate = True
-    logging.getLogger().addHandler(_ForwardLogs(send))
+    logging.getLogger().addHandler(_ForwardLogs(logs))

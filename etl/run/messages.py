@@ -1,16 +1,16 @@
-"""What crosses the pipe between a run and its fetcher process.
+"""What crosses the pipes between a run and its fetcher process.
 
 Orders go one way (`PreflightOrder`, `ListOrder`, `ConfirmOrder`, `DetailsOrder`,
 `ResourceOrder`; None stops the process), messages the other (`Preflighted`,
 `PageRows`, `ScopeListed`, `Confirmed`, `ConfirmDone`, `DetailRead`, `DetailsDone`,
-`ResourcePage`, `ResourceListed`, `LogMessage`). Every message but a log record carries the client's
-counters as of when it was sent, so the run always knows what its requests cost.
+`ResourcePage`, `ResourceListed`). Every message carries the client's counters as of when
+it was sent, so the run always knows what its requests cost. The fetcher's log records
+go on a pipe of their own (`LogLines`), never behind the pages.
 Everything here pickles: the fetcher may run in a process started by `spawn`.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,10 +161,13 @@ class Preflighted:
 
 
 @dataclass
-class LogMessage:
-    """A log record of the fetcher's, for the run's process to log with its handlers."""
+class LogLines:
+    """On the pipe of logs: log records of the fetcher's (each pickled on its own), for
+    the run's process to log with its handlers, and the time before which the fetcher
+    has sent every record it made (see `etl.logorder`)."""
 
-    record: logging.LogRecord
+    records: list[bytes]
+    until: float
 
 
 @dataclass
