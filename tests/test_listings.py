@@ -209,11 +209,11 @@ def test_a_scope_whose_runs_all_failed_is_probed_whatever_the_database_holds(
 
     result = run_sync(added, sleep=sleep)
     assert result.status == "succeeded" and stored_rows(engine) == expected_rows(data)
-    # no complete read of the user's scope yet: one listing of unknown size, among the
-    # first asked (as many go at once as there are workers), and no size said for it
+    # no complete read of the user's scope yet: one listing of unknown size (asked first,
+    # though with six workers sending at once the server may see others before it), and
+    # no size said for it, whatever the database holds of its entries
     theirs = [r for r in first_pages(asana_server) if r.params.get("user") == user.gid]
     assert asked(theirs[0]) == DateWindow()
-    assert theirs[0] in first_pages(asana_server)[:6]
     said = planned(caplog)
     assert said[str(user)]["estimated_pages"] is None
     assert said[str(workspace(data))]["sized_windows"] == said[str(workspace(data))]["windows"]
