@@ -130,7 +130,9 @@ def run_tool(sim: Simulator, database_url: str, rpm: int, work: Path,
             "details_backlog": finished.get("details_backlog", 0),
             "requests_by_kind": finished.get("requests_by_kind", {}),
             "load_seconds": finished["load_seconds"], "rss_mb": usage.ru_maxrss / 1024,
-            "tree_pss_mb": sampler.peak_mb}
+            "tree_pss_mb": sampler.peak_mb,
+            # user + system of the run's process and its fetcher (reaped by it)
+            "cpu": usage.ru_utime + usage.ru_stime}
 
 
 class TreePss:

@@ -130,40 +130,16 @@ def run_dlt(python: Path, sim, scopes: list[tuple[str, str]], work: Path, worker
 
 def run_product(bench, sim, scopes: list[tuple[str, str]], work: Path, rpm: int,
                 data) -> dict:
-    """One run of the real command line, as bench.run_tool runs it (the same config, the
-    checkout ASANA_ETL_BENCH_CODE names if set), with its CPU time too: the run's process
-    and its fetcher (the run waits for it, so wait4 counts it)."""
-    url = f"sqlite:///{work / 'bench.db'}"
-    config = work / "config.toml"
-    config.write_text(f'[asana]\nbase_url = "{sim.info["base_url"]}"\n'
-                      f'requests_per_minute = {rpm}\n[database]\nurl = "{url}"\n'
-                      f'[scopes]\n{bench.scopes_toml(scopes)}\n')
-    env = {**os.environ, "ASANA_ACCESS_TOKEN": sim.info["token"]}
-    if os.environ.get("ASANA_ETL_BENCH_CODE"):
-        env["PYTHONPATH"] = os.environ["ASANA_ETL_BENCH_CODE"]
-    log = work / "sync.log"
-    started = time.monotonic()
-    with open(log, "w") as err:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "etl", "--log-format", "json", "--log-level", "info",
-             "--config", str(config), "sync"],
-            stdout=subprocess.DEVNULL, stderr=err, env=env, cwd=work)
-        sampler = bench.TreePss(process.pid)
-        _, status, usage = os.wait4(process.pid, 0)
-        sampler.stop()
-    seconds = time.monotonic() - started
-    lines = log.read_text().splitlines()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit("asana-etl failed:\n" + "\n".join(lines[-20:]))
-    finished = next(json.loads(line) for line in lines[::-1] if '"run_finished"' in line)
+    """One run of the real command line (bench.run_tool: the checkout
+    ASANA_ETL_BENCH_CODE names if set), with the rows it loaded."""
     import sqlite3
 
+    url = f"sqlite:///{work / 'bench.db'}"
+    result = bench.run_tool(sim, url, rpm, work, bench.scopes_toml(scopes))
     with sqlite3.connect(work / "bench.db") as db:
         rows, gids = db.execute(f"SELECT COUNT(*), COUNT(DISTINCT gid) FROM {TABLE}").fetchone()
-    return {"seconds": seconds, "cpu": usage.ru_utime + usage.ru_stime,
-            "entries": finished["entries"], "run_seconds": finished["seconds"],
-            "load_seconds": finished["load_seconds"], "tree_pss_mb": sampler.peak_mb,
-            "rows": rows, "gids": gids, "exact": bench.exact(data, url)}
+    result.update(rows=rows, gids=gids, exact=bench.exact(data, url))
+    return result
 
 
 def _with_stats(sim, result: dict) -> dict:
