@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import uuid
@@ -22,6 +23,23 @@ from tests.helpers import TOKEN, all_scopes
 
 #: tests/recipes run on the real orchestrators, in venvs of their own: `./run-tests --recipes`
 collect_ignore = ["recipes"]
+
+
+@pytest.fixture(autouse=True)
+def _etl_logger_as_found() -> Iterator[None]:
+    """The "etl" logger as it was before the test: a command run in this process (a
+    CliRunner test) sets its level, handlers and propagation, and `demo` quiets it to
+    WARNING; left so, a later test on the same worker would lose the INFO lines it
+    reads from caplog, or pass only when the workers happened to run it first."""
+    logger = logging.getLogger("etl")
+    level, propagate, handlers = logger.level, logger.propagate, list(logger.handlers)
+    yield
+    for handler in logger.handlers:
+        if handler not in handlers:
+            handler.close()
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
+    logger.propagate = propagate
 
 
 @pytest.fixture
