@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import math
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -40,6 +42,28 @@ def _etl_logger_as_found() -> Iterator[None]:
     logger.handlers[:] = handlers
     logger.setLevel(level)
     logger.propagate = propagate
+
+
+#: Seconds before midnight UTC within which a test that reads today's date waits for
+#: the next day rather than start: the run it makes would take another day than it.
+MIDNIGHT_MARGIN = 180
+
+
+@pytest.fixture(autouse=True)
+def _within_one_day(request: pytest.FixtureRequest,
+                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test module whose `TODAY` is read from the clock (`TODAY_FROM_CLOCK`) had it
+    when it was imported, which may be the day before the test runs: a suite that
+    crosses midnight UTC then failed on windows a day apart. Such a test starts within
+    one day, at least `MIDNIGHT_MARGIN` seconds before its end, with `TODAY` read now."""
+    if not getattr(request.module, "TODAY_FROM_CLOCK", False):
+        return
+    now = dt.datetime.now(dt.UTC)
+    midnight = dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(), dt.UTC)
+    left = (midnight - now).total_seconds()
+    if left < MIDNIGHT_MARGIN:
+        time.sleep(left + 1)
+    monkeypatch.setattr(request.module, "TODAY", dt.datetime.now(dt.UTC).date())
 
 
 @pytest.fixture

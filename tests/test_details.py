@@ -28,6 +28,8 @@ from tests.helpers import TOKEN, expected_rows, stored_rows, table_snapshot
 from tests.test_terminal import TITLE, Emulator, run_on_terminal, terminal_env
 
 TODAY = dt.datetime.now(dt.UTC).date()
+#: Read again before each test (tests/conftest.py `_within_one_day`).
+TODAY_FROM_CLOCK = True
 #: The entries' single GET, as the simulator records its path.
 ONE_ENTRY = re.compile(r"/api/1\.0/time_tracking_entries/\d+$")
 

@@ -23,6 +23,8 @@ from etl.store import schema
 from tests.helpers import table_snapshot
 
 TODAY = dt.datetime.now(dt.UTC).date()
+#: Read again before each test (tests/conftest.py `_within_one_day`).
+TODAY_FROM_CLOCK = True
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 

@@ -26,6 +26,8 @@ from tests.helpers import TOKEN, expected_rows, stored_rows
 
 DAY = dt.timedelta(days=1)
 TODAY = runs.utcnow().date()
+#: Read again before each test (tests/conftest.py `_within_one_day`).
+TODAY_FROM_CLOCK = True
 
 
 @pytest.fixture
