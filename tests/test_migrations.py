@@ -64,6 +64,40 @@ def test_autogenerate_finds_no_drift(engine):
     assert drift(engine) == []
 
 
+def test_a_new_sqlite_file_is_made_at_head_without_alembic(tmp_path):
+    """The snapshot of the schema at head (`etl.store.sqlite_head`) is what the migrations
+    make today (else: `python -m etl.store.sqlite_head`), and a new SQLite file brought to
+    head gets it, whole, without alembic; a file with anything in it goes to alembic."""
+    from etl.store import sqlite_head
+
+    migrated = engines.make_engine(f"sqlite:///{tmp_path / 'alembic.db'}")
+    with migrate.migration_connection(migrated) as conn:
+        command.upgrade(migrate.alembic_config(conn), "head")
+    with migrated.connect() as conn:
+        assert sqlite_head.dump(conn) == list(sqlite_head.STATEMENTS), (
+            "the schema at head changed: run `python -m etl.store.sqlite_head`")
+    assert sqlite_head.REVISION == migrate.HEAD_REVISION
+    made = engines.make_engine(f"sqlite:///{tmp_path / 'new.db'}")
+    code = ("import sys; from etl.store import engines, migrate; "
+            f"migrate.upgrade(engines.make_engine({str(made.url)!r})); "
+            "print('alembic' in sys.modules)")
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=ROOT)
+    assert ran.stdout.strip() == "False"
+    master = "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY name"
+    with migrated.connect() as a, made.connect() as b:
+        assert a.exec_driver_sql(master).all() == b.exec_driver_sql(master).all()
+    assert migrate.current_revision(made) == migrate.HEAD_REVISION and drift(made) == []
+    other = engines.make_engine(f"sqlite:///{tmp_path / 'other.db'}")
+    with other.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE someone_elses (x INTEGER)")
+    assert not migrate.create_at_head(other)
+    migrate.upgrade(other)
+    assert migrate.is_up_to_date(other)
+    for engine in (migrated, made, other):
+        engine.dispose()
+
+
 def stamp(engine: sa.Engine, revision: str) -> None:
     """Record `revision` without running anything: the database claims to be older (or
     newer) than its schema is."""

@@ -93,8 +93,17 @@ def _unusable(url: str, reason: str, extra: str | None = None) -> DatabaseError:
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
+    # a new file's pages: 8 KiB, where a sync of 100,000 entries spent a fifth less time
+    # in SQLite than with the default 4 KiB (fewer pages written at each commit); a file
+    # that exists keeps its own (this must come before WAL, which fixes it)
+    cursor.execute("PRAGMA page_size=8192")
     # WAL lets a BI tool read while a sync writes
     cursor.execute("PRAGMA journal_mode=WAL")
+    # in WAL mode, NORMAL syncs the log to disk at checkpoints, not at every commit (a
+    # fsync at each scope's end and each batch was a sixth of a small first sync): a
+    # crash of the process loses nothing; one of the machine may lose the last
+    # transactions, never consistency, and the next run reads again what they held
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
 

@@ -80,13 +80,32 @@ def migration_connection(engine: Engine) -> Iterator[sa.Connection]:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Apply migrations up to `revision` (idempotent; without alembic when there is
-    nothing to do)."""
-    if revision in ("head", HEAD_REVISION) and current_revision(engine) == HEAD_REVISION:
-        return
+    nothing to do, nor when a new SQLite file is brought to head: see `create_at_head`)."""
+    if revision in ("head", HEAD_REVISION):
+        current = current_revision(engine)
+        if current == HEAD_REVISION or (current is None and create_at_head(engine)):
+            return
     from alembic import command
 
     with migration_connection(engine) as connection:
         command.upgrade(alembic_config(connection), revision)
+
+
+def create_at_head(engine: Engine) -> bool:
+    """On SQLite, make the schema at head in an empty database at one go, as the
+    migrations would leave it (`etl.store.sqlite_head`), in one transaction; whether it
+    did (False: not SQLite, not empty, or a snapshot of another revision: for alembic)."""
+    from etl.store import sqlite_head
+
+    if engine.dialect.name != "sqlite" or sqlite_head.REVISION != HEAD_REVISION:
+        return False
+    with migration_connection(engine) as connection:  # the write lock: no one else makes it
+        if connection.exec_driver_sql("SELECT count(*) FROM sqlite_master "
+                                      "WHERE name NOT LIKE 'sqlite_%'").scalar():
+            return False
+        for statement in sqlite_head.STATEMENTS:
+            connection.exec_driver_sql(statement)
+    return True
 
 
 def downgrade(engine: Engine, revision: str = "base") -> None:
