@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from etl.store import migrate, schema
 from etl.config import Scope
-from etl.store.links import link_entries
+from etl.store.links import link_batch, link_entries
 from etl.store.load import upsert_entries
 from etl.transform import row_values, to_row
 
@@ -84,6 +84,28 @@ def test_an_entry_deleted_by_hand_comes_back_with_its_old_link(migrated):
     with migrated.connect() as conn:
         links = conn.execute(sa.select(schema.time_tracking_entry_scopes.c.entry_gid)).scalars().all()
     assert sorted(links) == ["1", "2"]
+
+def test_a_batch_links_all_its_scopes_at_once_and_names_what_was_linked_before(migrated):
+    """`link_batch`: every scope's links, the new entries' written together (one INSERT
+    on SQLite and MySQL); an old link among them (its entry deleted by hand) makes every
+    scope probed, and each scope gets back what was linked before, as `link_entries`."""
+    user, project = Scope("user", "7"), Scope("project", "8")
+    with migrated.begin() as conn:
+        link_entries(conn, user, ["1"], T0)  # gid 1's entry: deleted by hand since
+        link_entries(conn, project, ["3"], T0)
+    for new in ({"2", "4"}, {"1", "2", "4"}):  # without and with the old link among them
+        with migrated.begin() as conn:
+            before = link_batch(conn, {user: ["1", "2", "2"], project: ["3", "4"]},
+                                {user: ["9", "1"], project: []}, T1, new)
+            assert before == {user: ["1"], project: ["3"]}
+            conn.rollback()
+    with migrated.begin() as conn:
+        link_batch(conn, {user: ["1", "2"], project: ["3", "4", "2"]}, {}, T1, {"2", "4"})
+    with migrated.connect() as conn:
+        links = conn.execute(sa.select(schema.time_tracking_entry_scopes.c.scope_gid,
+                                       schema.time_tracking_entry_scopes.c.entry_gid)).all()
+    assert sorted(links) == [("7", "1"), ("7", "2"), ("8", "2"), ("8", "3"), ("8", "4")]
+
 
 def test_a_gid_twice_in_one_batch_is_written_once_in_its_last_version(migrated):
     with migrated.begin() as conn:

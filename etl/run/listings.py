@@ -40,11 +40,11 @@ from etl.transform import (
     Rejection,
     RowValues,
     entry_gid,
-    rejected_payload,
-    row_values,
-    to_details,
-    to_row,
+    day_of,
     listed_content,
+    listed_row,
+    rejected_payload,
+    to_details,
 )
 from etl.wording import count
 
@@ -298,9 +298,10 @@ def flatten(scope: Scope, window: DateWindow, restarts: int, data: list[Any], nu
     rejected: list[str] = []
     outside = None
     asked = plan.widened(window)
+    since, until = window.since, window.until
     for raw in data:
         try:
-            row = to_row(listed_content(raw))
+            values, day = listed_row(listed_content(raw))
         except RecordRejected as exc:
             gid = entry_gid(raw)
             rejections.append(Rejection(gid, str(exc), rejected_payload(raw)))
@@ -308,13 +309,12 @@ def flatten(scope: Scope, window: DateWindow, restarts: int, data: list[Any], nu
             if gid:  # seen all the same: it must not look deleted
                 rejected.append(gid)
             continue
-        day = row["entered_on"]
-        if day in window:
-            rows.append(row_values(row))
+        if (since is None or day >= since) and (until is None or day <= until):  # in window
+            rows.append(values)
             if details:
-                _add_details(page, row["gid"], raw)
+                _add_details(page, values[0], raw)
             if categories:
-                _add_categories(page, row["gid"], raw)
+                _add_categories(page, values[0], raw)
         elif outside is None and day not in asked:
             outside = day
     page.rows, page.rejections, page.rejected_gids = rows, rejections, rejected
@@ -350,10 +350,9 @@ def _entry_days(data: list[Any]) -> list[dt.date]:
     """The `entered_on` days of a page's entries, in page order (invalid ones left out)."""
     days = []
     for raw in data:
-        value = raw.get("entered_on") if isinstance(raw, dict) else None
-        if isinstance(value, str) and len(value) == 10:
-            with contextlib.suppress(ValueError):
-                days.append(dt.date.fromisoformat(value))
+        day = day_of(raw.get("entered_on")) if isinstance(raw, dict) else None
+        if day is not None:
+            days.append(day)
     return days
 
 

@@ -23,22 +23,50 @@ IN_CHUNK = 1000
 
 
 def bulk_insert(
-    conn: sa.Connection, table: sa.Table, columns: Sequence[str], rows: list[tuple[Any, ...]]
+    conn: sa.Connection, table: sa.Table, columns: Sequence[str], rows: list[tuple[Any, ...]],
+    *, processed: bool = False,
 ) -> None:
     """A plain INSERT of many rows by the backend's fastest way: COPY on PostgreSQL,
     the driver's executemany elsewhere (values go through the columns' bind processors,
-    as SQLAlchemy would send them)."""
+    as SQLAlchemy would send them, unless they are `processed` already: see
+    `driver_value`)."""
     dialect = conn.dialect
-    processors = [processor(table.c[c], dialect) for c in columns]
+    processors = [] if processed else [processor(table.c[c], dialect) for c in columns]
     if any(processors):
         rows = [tuple(p(v) if p else v for p, v in zip(processors, row)) for row in rows]
     if dialect.name == "postgresql":
         copy_rows(conn, table.name, columns, rows)
         return
+    conn.exec_driver_sql(_insert_sql(table.name, columns, dialect), rows)
+
+
+def _insert_sql(table: str, columns: Sequence[str], dialect: sa.Dialect) -> str:
     placeholders = ", ".join([placeholder(dialect)] * len(columns))
-    conn.exec_driver_sql(
-        f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({placeholders})", rows
-    )
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})"
+
+
+def insert_unless_duplicate(conn: sa.Connection, table: str, columns: Sequence[str],
+                            rows: list[tuple[Any, ...]]) -> bool:
+    """These rows (in the driver's form) into `table`, or, if one is there already,
+    nothing (the transaction goes on); False then. COPY on PostgreSQL. Not for SQLite,
+    whose driver opens no transaction before a SAVEPOINT: releasing it would commit."""
+    if conn.dialect.name == "postgresql":
+        return copy_unless_duplicate(conn, table, columns, rows)
+    savepoint = conn.begin_nested()
+    try:
+        conn.exec_driver_sql(_insert_sql(table, columns, conn.dialect), rows)
+    except sa.exc.IntegrityError:
+        savepoint.rollback()
+        return False
+    savepoint.commit()
+    return True
+
+
+def driver_value(column: sa.Column[Any], dialect: sa.Dialect, value: Any) -> Any:
+    """`value` as the column's bind processor sends it to the driver (for `processed`
+    rows: a batch's one timestamp, formatted once rather than for every row)."""
+    process = processor(column, dialect)
+    return value if process is None else process(value)
 
 
 def copy_unless_duplicate(conn: sa.Connection, table: str, columns: Sequence[str],

@@ -10,7 +10,7 @@ bulk (COPY on PostgreSQL), and only for entries linked before the pass.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Container, Iterable, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,6 +22,8 @@ from etl.store.bulk import (
     chunks,
     copy_stamp,
     copy_unless_duplicate,
+    driver_value,
+    insert_unless_duplicate,
     pg_array,
     select_among,
 )
@@ -45,51 +47,100 @@ def link_entries(
     so a run over unchanged data inserts nothing.
 
     `new` may name entries this transaction inserted (`Upserted.new`): links to them
-    exist only if someone deleted the entries by hand, so PostgreSQL COPies theirs
-    without a probe (and, should one exist, probes them all).
+    exist only if someone deleted the entries by hand, so theirs are written without a
+    probe (COPY on PostgreSQL), and should one exist, all are probed.
 
     Returns the gids, of `gids` and of `also` (entries seen but not loaded: rejected
     records), that were linked before: only those need a seen-mark (see `mark_seen`).
     """
-    wanted = list(dict.fromkeys(gids))
-    loaded = set(wanted)
-    also = [g for g in dict.fromkeys(also) if g not in loaded]
+    return link_batch(conn, {scope: gids}, {scope: also}, now, new)[scope]
+
+
+def link_batch(
+    conn: sa.Connection, listed: Mapping[Scope, Iterable[str]],
+    also: Mapping[Scope, Iterable[str]], now: dt.datetime, new: Container[str] = frozenset(),
+) -> dict[Scope, list[str]]:
+    """`link_entries` for every scope of a batch, by scope, in as few statements as the
+    backend allows: on SQLite and MySQL the links of all the scopes' new entries go in
+    one INSERT, where a first sync's batch sent a probe and an INSERT for each of its
+    scopes, and only the scopes with other entries are probed."""
+    wanted = {scope: list(dict.fromkeys(gids)) for scope, gids in listed.items()}
+    seen_too = {}
+    for scope, gids in wanted.items():
+        loaded = set(gids)
+        seen_too[scope] = [g for g in dict.fromkeys(also.get(scope, ())) if g not in loaded]
     if conn.dialect.name == "postgresql":
-        stamp = copy_stamp(now)
-        fresh = [(scope.kind, scope.gid, g, stamp) for g in wanted if g in new]
-        maybe = [g for g in wanted if g not in new]
-        if fresh and not copy_unless_duplicate(conn, links.name, _LINK_COLUMNS, fresh):
-            maybe = wanted
-        # the others: one statement inserts what is missing and names it, by a
-        # unique-index probe a row; a lookup by plan went wrong on a table that grew since
-        # its last ANALYZE (it scanned a scope's every link for every batch)
-        inserted = {gid for gid, in conn.exec_driver_sql(
-            "INSERT INTO time_tracking_entry_scopes (scope_type, scope_gid, entry_gid, "
-            "first_seen_at) SELECT %s, %s, gid, %s FROM unnest(%s::varchar[]) AS gid "
-            "ON CONFLICT DO NOTHING RETURNING entry_gid",
-            (scope.kind, scope.gid, now, pg_array(maybe)),
-        )} if maybe else set()
-        before = [g for g in maybe if g not in inserted]
-        return before + _linked(conn, scope, also)
-    existing = set(_linked(conn, scope, [*wanted, *also]))
-    new_links = [(scope.kind, scope.gid, g, now) for g in wanted if g not in existing]
-    if new_links:
-        bulk_insert(conn, links, _LINK_COLUMNS, new_links)
-    return [g for g in (*wanted, *also) if g in existing]
+        return {scope: _link_pg(conn, scope, gids, seen_too[scope], now, new)
+                for scope, gids in wanted.items()}
+    stamp = driver_value(links.c.first_seen_at, conn.dialect, now)
+    fresh = [(scope.kind, scope.gid, g, stamp) for scope, gids in wanted.items()
+             for g in gids if g in new]
+    probed, before = wanted, {scope: [] for scope in wanted}
+    if fresh and _insert_fresh(conn, fresh):
+        probed = {scope: [g for g in gids if g not in new] for scope, gids in wanted.items()}
+    elif fresh and conn.dialect.name == "sqlite":  # written all the same: which were there
+        probed = {scope: [g for g in gids if g not in new] for scope, gids in wanted.items()}
+        before = {scope: _linked(conn, scope, [g for g in gids if g in new], older_than=stamp)
+                  for scope, gids in wanted.items()}
+    for scope, gids in probed.items():
+        existing = set(_linked(conn, scope, [*gids, *seen_too[scope]]))
+        kind, gid = scope.kind, scope.gid
+        missing = [(kind, gid, g, stamp) for g in gids if g not in existing]
+        if missing:
+            bulk_insert(conn, links, _LINK_COLUMNS, missing, processed=True)
+        before[scope] += [g for g in (*gids, *seen_too[scope]) if g in existing]
+    return before
+
+
+def _insert_fresh(conn: sa.Connection, rows: list[tuple[Any, ...]]) -> bool:
+    """The links of new entries, written without a probe; False if one was there already
+    (its entry deleted by hand). On SQLite the others are written all the same (a
+    savepoint there would commit the batch: pysqlite opens no transaction before one),
+    on MySQL none are."""
+    if conn.dialect.name != "sqlite":
+        return insert_unless_duplicate(conn, links.name, _LINK_COLUMNS, rows)
+    written = conn.exec_driver_sql(
+        "INSERT INTO time_tracking_entry_scopes (scope_type, scope_gid, entry_gid, "
+        "first_seen_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", rows).rowcount
+    return written == len(rows)
+
+
+def _link_pg(conn: sa.Connection, scope: Scope, wanted: list[str], also: list[str],
+             now: dt.datetime, new: Container[str]) -> list[str]:
+    stamp = copy_stamp(now)
+    fresh = [(scope.kind, scope.gid, g, stamp) for g in wanted if g in new]
+    maybe = [g for g in wanted if g not in new]
+    if fresh and not copy_unless_duplicate(conn, links.name, _LINK_COLUMNS, fresh):
+        maybe = wanted
+    # the others: one statement inserts what is missing and names it, by a
+    # unique-index probe a row; a lookup by plan went wrong on a table that grew since
+    # its last ANALYZE (it scanned a scope's every link for every batch)
+    inserted = {gid for gid, in conn.exec_driver_sql(
+        "INSERT INTO time_tracking_entry_scopes (scope_type, scope_gid, entry_gid, "
+        "first_seen_at) SELECT %s, %s, gid, %s FROM unnest(%s::varchar[]) AS gid "
+        "ON CONFLICT DO NOTHING RETURNING entry_gid",
+        (scope.kind, scope.gid, now, pg_array(maybe)),
+    )} if maybe else set()
+    before = [g for g in maybe if g not in inserted]
+    return before + _linked(conn, scope, also)
 
 
 _LINK_COLUMNS = ("scope_type", "scope_gid", "entry_gid", "first_seen_at")
 
 
-def _linked(conn: sa.Connection, scope: Scope, gids: list[str]) -> list[str]:
-    """Those of `gids` that are linked to `scope`."""
+def _linked(conn: sa.Connection, scope: Scope, gids: list[str],
+            older_than: Any = None) -> list[str]:
+    """Those of `gids` that are linked to `scope` (with `older_than`, a first-seen stamp
+    as the driver has it: only by links seen first at another time)."""
     if not gids:
         return []
-    query = (
-        "SELECT entry_gid FROM time_tracking_entry_scopes WHERE scope_type = {p} "
-        "AND scope_gid = {p} AND entry_gid"
-    )
-    return [gid for gid, in select_among(conn, query, gids, scope.kind, scope.gid)]
+    query = ("SELECT entry_gid FROM time_tracking_entry_scopes WHERE scope_type = {p} "
+             "AND scope_gid = {p} AND ")
+    if older_than is None:
+        return [gid for gid, in select_among(conn, query + "entry_gid", gids, scope.kind,
+                                             scope.gid)]
+    return [gid for gid, in select_among(conn, query + "first_seen_at <> {p} AND entry_gid",
+                                         gids, scope.kind, scope.gid, older_than)]
 
 
 def mark_seen(conn: sa.Connection, run_id: int, scope: Scope, gids: Iterable[str]) -> None:
@@ -98,7 +149,14 @@ def mark_seen(conn: sa.Connection, run_id: int, scope: Scope, gids: Iterable[str
     Only entries linked before the pass need it: a link the pass created was seen by
     it (`deletion_candidates` leaves those out), so a first sync writes no seen-marks.
     """
-    rows = [(run_id, scope.kind, scope.gid, g) for g in dict.fromkeys(gids)]
+    mark_all_seen(conn, run_id, {scope: gids})
+
+
+def mark_all_seen(conn: sa.Connection, run_id: int, seen_by: Mapping[Scope, Iterable[str]]
+                  ) -> None:
+    """`mark_seen` for every scope of a batch, in one statement."""
+    rows = [(run_id, scope.kind, scope.gid, g) for scope, gids in seen_by.items()
+            for g in dict.fromkeys(gids)]
     if rows:
         bulk_insert(conn, seen, ("run_id", "scope_type", "scope_gid", "entry_gid"), rows)
 

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import operator
 import re
+from collections import Counter
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -74,32 +76,25 @@ def upsert_entries(
     counts: dict[K, UpsertCounts] = {}
     if not rows:
         return Upserted(counts, set())
-    stored = stored_versions(conn, {values[0] for _, values in rows})
-    latest: dict[str, RowValues] = {}
-    first: dict[str, UpsertCounts] = {}
-    for key, values in rows:
-        c = counts.get(key)
-        if c is None:
-            c = counts[key] = UpsertCounts()
-        gid = values[0]
-        if gid in latest:
-            c.unchanged += 1
-        else:
-            first[gid] = c
-        latest[gid] = values
-    for gid, values in latest.items():
-        c = first[gid]
-        if gid not in stored:
-            c.inserted += 1
-        elif stored[gid] != values[HASH]:
-            c.updated += 1
-        else:
-            c.unchanged += 1
+    latest = {values[0]: values for _, values in rows}  # the last version of each gid
+    stored = stored_versions(conn, latest)
     # in gid order: runs over overlapping entries then lock rows in the same order
-    new = sorted(v for gid, v in latest.items() if gid not in stored)
-    changed = sorted(v for gid, v in latest.items() if gid in stored and stored[gid] != v[HASH])
+    new = sorted([values for gid, values in latest.items() if gid not in stored])
+    changed = sorted([values for gid, values in latest.items()
+                      if gid in stored and stored[gid] != values[HASH]])
+    # each gid counts for the key of its first sighting; its other sightings as unchanged
+    first = {values[0]: key for key, values in reversed(rows)}
+    inserted = Counter(map(first.__getitem__, map(_GID, new)))
+    updated = Counter(map(first.__getitem__, map(_GID, changed)))
+    for key, seen in Counter(map(_KEY, rows)).items():
+        added, modified = inserted.get(key, 0), updated.get(key, 0)
+        counts[key] = UpsertCounts(added, modified, seen - added - modified)
     _write_entries(conn, new, changed, now)
-    return Upserted(counts, {v[0] for v in new}, {v[0] for v in changed})
+    return Upserted(counts, set(map(_GID, new)), set(map(_GID, changed)))
+
+
+_KEY = operator.itemgetter(0)
+_GID = operator.itemgetter(0)
 
 
 #: The columns an upsert writes, in the order of its values.
