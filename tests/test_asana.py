@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import http.server
 import itertools
+import threading
 import time
+from urllib.parse import urlencode
 
 import pytest
 import requests
 
-from etl.asana.client import AsanaClient, make_session
+from etl.asana.client import AsanaClient, make_session, send
 from etl.asana.responses import classify, decode_json, parse_retry_after
-from etl.asana.pagination import MAX_STALE_PAGES, Pagination, _Gids
+from etl.asana.pagination import MAX_STALE_PAGES, OFFSETS_KEPT, Pagination, _Gids
 from etl.config import AsanaSettings, Secret
 from etl.errors import AuthError, RateLimitedError, RequestRejectedError, RetriableError
 from tests.helpers import TOKEN
@@ -127,6 +130,46 @@ def test_the_token_travels_as_a_bearer_header(asana_server, client):
     assert client.session.headers["User-Agent"].startswith("asana-etl/")
 
 
+def test_a_request_goes_out_as_the_session_would_send_it(asana_server, client):
+    """The client hands requests to the session's adapter itself (`client.send`): the
+    same URL, query and headers as `Session.get`'s."""
+    url = asana_server.base_url + PATH
+    params = {"workspace": "1", "opt_fields": "a,b.c", "offset": "eyJ+/= x~é", "limit": 5}
+    prepared = client.session.prepare_request(requests.Request("GET", url, params=params))
+    assert prepared.url == f"{url}?{urlencode(params, doseq=True)}"
+    body = client.get(PATH, workspace(asana_server))
+    assert len(body["data"]) == 5
+    [asked] = asana_server.requests[-1:]
+    assert asked.params["limit"] == "5" and asked.path == "/api/1.0" + PATH
+
+
+def test_an_answer_that_redirects_is_followed(asana_server, client):
+    """A server in front that redirects (http to https, a moved host): followed as the
+    session follows it."""
+    target = asana_server.base_url
+
+    class Moved(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(301)
+            self.send_header("Location", target + self.path.removeprefix("/api/1.0"))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Moved)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        response = send(client.session, f"http://127.0.0.1:{server.server_port}/api/1.0{PATH}",
+                        workspace(asana_server), 5)
+    finally:
+        server.shutdown()
+    # followed (requests drops the token on the way to another host: Asana's 401 then)
+    assert [r.status_code for r in response.history] == [301]
+    assert response.url.startswith(target) and response.status_code == 401
+
+
 def test_the_environment_is_read_once_and_netrc_never_replaces_the_token(monkeypatch, tmp_path):
     netrc = tmp_path / ".netrc"
     netrc.write_text("machine app.asana.com login someone password other-token\n")
@@ -198,14 +241,16 @@ def test_fewer_pages_of_nothing_new_lose_nothing(asana_server, client):
 
 
 def test_one_new_entry_resets_the_count_and_old_gids_are_remembered():
-    """Pure: gids frozen into arrays, gids that are not digits, entries without one."""
+    """Pure: gids aged out of the window into arrays, gids that are not digits, entries
+    without one; within what it keeps exactly, every gid had is known."""
     pages = Pagination(PATH, {}, 100)
     gid = iter(range(10**15, 10**16))
-    chunk = 3 * _Gids.CHUNK + 7
-    old = [{"gid": str(next(gid))} for _ in range(chunk)] + [{"gid": "x-1"}, {"gid": "9" * 30}]
+    count = _Gids.KEPT  # all aged into the arrays, none sampled yet
+    old = [{"gid": str(next(gid))} for _ in range(count)] + [{"gid": "x-1"}, {"gid": "9" * 30}]
     for n in range(0, len(old), 100):
         pages.advance({"data": old[n:n + 100], "next_page": {"offset": f"o{n}"}})
-    stale = [old[:1], old[_Gids.CHUNK + 5:_Gids.CHUNK + 9], old[-2:], [{"no": "gid"}, 7]]
+    assert pages._gids._limit == 1 << 64  # exact still
+    stale = [old[:1], old[_Gids.WINDOW + 5:_Gids.WINDOW + 9], old[-2:], [{"no": "gid"}, 7]]
     for n, data in enumerate(stale):  # four pages of nothing new, then one new entry ...
         pages.advance({"data": data, "next_page": {"offset": f"s{n}"}})
     pages.advance({"data": old[:3] + [{"gid": str(next(gid))}], "next_page": {"offset": "new"}})
@@ -214,6 +259,68 @@ def test_one_new_entry_resets_the_count_and_old_gids_are_remembered():
     with pytest.raises(RequestRejectedError, match="5 pages in a row"):
         pages.advance({"data": old[-100:], "next_page": {"offset": "last"}})
     assert pages.advance({"data": [], "next_page": None}) == [] and pages.done
+
+
+def million(pages: Pagination, start: int = 10**15, step: int = 7) -> list[list[dict]]:
+    """A listing of a million entries, 100 a page, each new; returns its first pages."""
+    first = []
+    for n in range(10_000):
+        data = [{"gid": str(start + step * (100 * n + i))} for i in range(100)]
+        if n < 20:
+            first.append(data)
+        pages.advance({"data": data, "next_page": {"offset": f"o{n}"}})
+    return first
+
+
+def test_what_a_listing_keeps_of_its_gids_is_bounded_and_it_still_catches_a_loop():
+    """A million entries: the window and the arrays stay within their bounds; a listing
+    that then goes back over its first pages, its oldest, fails all the same (after more
+    pages than an exact set would need: those its sample tells), and one that goes back
+    over its latest pages after five."""
+    pages = Pagination(PATH, {}, 100)
+    first = million(pages)
+    exact, kept = pages._gids.sizes()
+    assert exact <= 2 * _Gids.WINDOW + 200 and kept <= _Gids.KEPT
+    assert pages._gids._limit < 1 << 64  # a sample by now
+    with pytest.raises(RequestRejectedError,
+                       match=r"^\d+ pages in a row brought no new entry \(page \d+\)"):
+        for n in range(1000):
+            pages.advance({"data": first[n % len(first)], "next_page": {"offset": f"r{n}"}})
+    assert MAX_STALE_PAGES <= pages.number - 10_000 <= 200
+    latest = Pagination(PATH, {}, 100)
+    million(latest)
+    last = [{"gid": str(10**15 + 7 * (999_900 + i))} for i in range(100)]
+    with pytest.raises(RequestRejectedError, match=r"^5 pages in a row .* \(page 10005\)"):
+        for n in range(MAX_STALE_PAGES):
+            latest.advance({"data": last, "next_page": {"offset": f"r{n}"}})
+
+
+def test_a_listing_that_moves_on_is_not_failed_for_what_it_forgot():
+    """Beyond what it keeps exactly, pages of old entries of every age, each with as many
+    new ones, go on: the new ones show in the sample."""
+    pages = Pagination(PATH, {}, 100)
+    million(pages)
+    for n in range(3000):
+        data = [{"gid": str(10**15 + 7 * ((n * 4999 + i * 101) % 1_000_000))} for i in range(50)]
+        data += [{"gid": str(2 * 10**15 + 50 * n + i)} for i in range(50)]
+        pages.advance({"data": data, "next_page": {"offset": f"m{n}"}})
+    assert pages.number == 13_000
+
+
+def test_only_the_latest_offsets_are_kept_and_a_longer_loop_is_caught_by_its_entries():
+    pages = Pagination(PATH, {}, 10)
+    for n in range(OFFSETS_KEPT * 4):
+        pages.advance({"data": [{"gid": str(n)}], "next_page": {"offset": f"o{n}"}})
+    assert len(pages._offsets._values) == OFFSETS_KEPT
+    with pytest.raises(RequestRejectedError, match="twice in this listing"):  # a recent one
+        pages.advance({"data": [{"gid": "x"}], "next_page": {"offset": f"o{OFFSETS_KEPT * 4 - 3}"}})
+    loop = Pagination(PATH, {}, 10)
+    for n in range(OFFSETS_KEPT * 2):
+        loop.advance({"data": [{"gid": str(n)}], "next_page": {"offset": f"o{n}"}})
+    with pytest.raises(RequestRejectedError, match="5 pages in a row"):  # forgotten: by gids
+        for n in range(OFFSETS_KEPT):
+            loop.advance({"data": [{"gid": str(n)}], "next_page": {"offset": f"o{n}"}})
+    assert loop.number == OFFSETS_KEPT * 2 + MAX_STALE_PAGES
 
 
 def test_an_offset_that_is_not_a_string_fails_the_listing():

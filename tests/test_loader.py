@@ -5,6 +5,7 @@ found by halving and set aside, confirmations written with the pages."""
 from __future__ import annotations
 
 import collections
+import gc
 from collections.abc import Iterator
 
 import pytest
@@ -73,6 +74,37 @@ def test_a_batch_ends_when_it_holds_enough_rows(run, monkeypatch):
     batch, ended = batch_loader.gather(page(USER, range(1, 5)), lambda timeout: waiting.popleft(),
                                        lambda scope: True)
     assert len(batch) == 2 and ended is None
+
+
+def test_the_cycle_collector_waits_while_a_batch_is_gathered_and_written(run):
+    """Held off during a batch (its objects hold no cycle), as it was after: on, or off
+    if the caller had turned it off."""
+    batch_loader, _ = run
+    during = []
+
+    def receive(timeout: float):
+        during.append(gc.isenabled())
+        return ScopeListed(USER)
+
+    for enabled in (True, False):
+        (gc.enable if enabled else gc.disable)()
+        try:
+            batch, _ = batch_loader.gather(page(USER, range(1, 3)), receive, lambda scope: True)
+            batch_loader.load(batch)
+            assert during[-1] is False and gc.isenabled() is enabled
+        finally:
+            gc.enable()
+
+
+def test_a_batch_of_long_rows_ends_sooner(run, monkeypatch):
+    """What a batch holds in memory is bounded by its rows' size too, not only their count."""
+    batch_loader, _ = run
+    long = [row_values(to_row(entry(g, "Ada" * 300))) for g in range(1, 5)]
+    monkeypatch.setattr(loader, "BATCH_CHARS", sum(len(row[loader.RAW]) for row in long) * 2)
+    waiting = feeder([PageRows(USER, 2, 0, long, [], []), page(USER, range(9, 12), 3)])
+    batch, ended = batch_loader.gather(PageRows(USER, 1, 0, long, [], []),
+                                       lambda timeout: waiting.popleft(), lambda scope: True)
+    assert len(batch) == 2 and ended is None and len(waiting) == 1
 
 
 def test_a_batch_writes_rows_links_confirmations_and_counters_together(run, engine):

@@ -11,10 +11,13 @@ are found, they go to `rejected_records` with the database's reason, and the res
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gc
 import logging
+import operator
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any
@@ -30,7 +33,7 @@ from etl.run.writer import RowRefused, Writer
 from etl.store import runs
 from etl.store.details import store_details
 from etl.store.dimensions import link_categories
-from etl.store.links import link_entries, mark_seen
+from etl.store.links import link_batch, mark_all_seen
 from etl.store.load import UpsertCounts, insert_rejected, upsert_entries
 from etl.store.runs import PageCounts
 from etl.transform import VALUE_COLUMNS, DetailValues, Rejection, RowValues
@@ -39,10 +42,16 @@ log = logging.getLogger(__name__)
 
 #: Rows the loader writes in one transaction, at most (pages that are ready go together).
 BATCH_ROWS = 5000
+#: Characters of the rows' raw records a batch holds, at most: what a batch weighs in
+#: memory follows its rows' size, and entries with long names (a raw record of 800
+#: characters, three times the usual) made a full batch weigh three times as much. The
+#: usual 5,000 rows of about 250 characters stay under it.
+BATCH_CHARS = 1_500_000
 #: Seconds the loader waits for more pages before it writes a batch that is not full.
 BATCH_WAIT = 0.1
 #: Where a row's raw record sits in `RowValues`.
 RAW = VALUE_COLUMNS.index("raw")
+_RAW = operator.itemgetter(RAW)
 #: The most of a refused entry's record that `rejected_records.payload` keeps.
 MAX_REFUSED_PAYLOAD = 1_000_000
 
@@ -93,20 +102,25 @@ class BatchLoader:
     def gather(self, message: Any, receive: Callable[[float], Any],
                wanted: Callable[[Scope], bool]) -> tuple[Batch, Any]:
         """A batch, beginning with `message`: pages, confirmations and details, up to
-        `BATCH_ROWS` rows or what came within `BATCH_WAIT` (a batch's fixed costs, paid
-        for a page or two, were half the loader's time). Messages of scopes not `wanted`
-        (closed) are dropped. Returns the batch, and the message that ended it (None: it
-        is full)."""
+        `BATCH_ROWS` rows (or `BATCH_CHARS` of raw records) or what came within
+        `BATCH_WAIT` (a batch's fixed costs, paid for a page or two, were half the
+        loader's time). Messages of scopes not `wanted` (closed) are dropped. Returns the
+        batch, and the message that ended it (None: it is full)."""
         batch: Batch = []
-        rows = 0
+        rows = chars = 0
         deadline = time.monotonic() + BATCH_WAIT
-        while isinstance(message, _BATCHED):
-            if isinstance(message, (DetailRead, ResourcePage)) or wanted(message.scope):
-                batch.append(message)
-                rows += len(message.rows) if isinstance(message, PageRows) else 1
-            if rows >= BATCH_ROWS:
-                return batch, None
-            message = receive(max(0.0, deadline - time.monotonic()))
+        with _collector_held():
+            while isinstance(message, _BATCHED):
+                if isinstance(message, (DetailRead, ResourcePage)) or wanted(message.scope):
+                    batch.append(message)
+                    if isinstance(message, PageRows):
+                        rows += len(message.rows)
+                        chars += sum(map(len, map(_RAW, message.rows)))
+                    else:
+                        rows += 1
+                if rows >= BATCH_ROWS or chars >= BATCH_CHARS:
+                    return batch, None
+                message = receive(max(0.0, deadline - time.monotonic()))
         return batch, message
 
     def load(self, batch: Batch) -> Loaded:
@@ -118,17 +132,18 @@ class BatchLoader:
         """
         started = time.monotonic()
         now = runs.utcnow()
-        parts = _split(batch)
-        while True:
-            try:
-                counts, changed = self.writer.transaction(
-                    lambda conn: self._write(conn, parts, now), refusable=True)
-                break
-            except RowRefused as refused:
-                bad = self._refused_rows(parts.rows, now)
-                if not bad:  # not a row's value after all: the batch as a whole
-                    raise self.writer.failure(refused, "other") from refused
-            _set_aside(parts, bad)
+        with _collector_held():
+            parts = _split(batch)
+            while True:
+                try:
+                    counts, changed = self.writer.transaction(
+                        lambda conn: self._write(conn, parts, now), refusable=True)
+                    break
+                except RowRefused as refused:
+                    bad = self._refused_rows(parts.rows, now)
+                    if not bad:  # not a row's value after all: the batch as a whole
+                        raise self.writer.failure(refused, "other") from refused
+                _set_aside(parts, bad)
         self.load_seconds += time.monotonic() - started
         return Loaded({scope: (counts.get(scope, PageCounts()), pages)
                        for scope, pages in parts.pages.items()}, changed)
@@ -137,10 +152,9 @@ class BatchLoader:
                ) -> tuple[dict[Scope, PageCounts], int]:
         counts: dict[Scope, PageCounts] = {}
         upserted = upsert_entries(conn, parts.rows, now)
-        for scope, listed in parts.listed.items():
-            linked_before = link_entries(conn, scope, listed, now, also=parts.also[scope],
-                                         new=upserted.new)
-            mark_seen(conn, self.run_id, scope, linked_before)
+        linked_before = link_batch(conn, parts.listed, parts.also, now, upserted.new)
+        mark_all_seen(conn, self.run_id, linked_before)
+        for scope in parts.listed:
             rejections = parts.rejections[scope]
             insert_rejected(conn, self.run_id, scope, rejections, now)
             u = upserted.counts.get(scope, UpsertCounts())
@@ -182,6 +196,22 @@ class BatchLoader:
 
         search(0, len(rows))
         return found
+
+
+@contextlib.contextmanager
+def _collector_held() -> Iterator[None]:
+    """Python's cycle collector off while a batch is gathered or written, as it was
+    before after: a batch's tens of thousands of objects (rows, their tuples, the
+    pickles' strings) hold no cycle and are freed with it, but a collection in the
+    middle of one scanned them all, again and again (a tenth of the loader's time)."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _split(batch: Batch) -> _Parts:
