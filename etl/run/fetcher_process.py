@@ -21,6 +21,7 @@ import ctypes
 import ctypes.util
 import dataclasses
 import datetime as dt
+import gc
 import logging
 import os
 import pickle
@@ -89,6 +90,7 @@ def serve(config: FetcherConfig, orders: Connection, messages: Connection, logs:
     """
     for connection in inherited:
         connection.close()
+    gc.freeze()  # what it was started with lives as long as it does: never scanned again
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the run decides, and stops us
     if hasattr(signal, "SIGTERM"):
         signal.signal(signal.SIGTERM, signal.SIG_DFL)

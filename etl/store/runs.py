@@ -8,6 +8,7 @@ was committed.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import socket
 from collections.abc import Sequence
@@ -85,18 +86,31 @@ def record_page(
 def record_batch(
     conn: sa.Connection, run_id: int, batch: dict[Scope, tuple[PageCounts, int]]
 ) -> None:
-    """Add a batch's counts and pages, by scope, to the scopes' rows and, summed, to the
-    run's row: once a batch, not once a scope and batch."""
+    """Add a batch's counts and pages to its scopes' rows (one statement for all: a
+    batch of a hundred users' pages sent a hundred) and, summed, to the run's row."""
     total = PageCounts()
+    rows = []
     for scope, (counts, pages) in batch.items():
         total.add(counts)
-        conn.execute(
-            sa.update(sync_run_scopes)
-            .where(*_scope_row(run_id, scope))
-            .values(pages=sync_run_scopes.c.pages + pages, **_added(sync_run_scopes, counts))
-        )
+        rows.append({"b_run": run_id, "b_kind": scope.kind, "b_gid": scope.gid, "b_pages": pages,
+                     **{f"b_{f.name}": getattr(counts, f.name) for f in fields(counts)}})
+    if rows:
+        conn.execute(_scopes_added(), rows)
     conn.execute(
         sa.update(sync_runs).where(sync_runs.c.id == run_id).values(**_added(sync_runs, total))
+    )
+
+
+@functools.cache
+def _scopes_added() -> sa.Update:
+    """The UPDATE adding a scope's batch to its row, its values bound by name."""
+    c = sync_run_scopes.c
+    return (
+        sa.update(sync_run_scopes)
+        .where(c.run_id == sa.bindparam("b_run"), c.scope_type == sa.bindparam("b_kind"),
+               c.scope_gid == sa.bindparam("b_gid"))
+        .values(pages=c.pages + sa.bindparam("b_pages"),
+                **{f.name: c[f.name] + sa.bindparam(f"b_{f.name}") for f in fields(PageCounts)})
     )
 
 
