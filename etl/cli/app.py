@@ -6,8 +6,12 @@ layer over a function of the library.
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
 import signal
+import sys
+import threading
 from typing import Any
 
 import click
@@ -110,4 +114,29 @@ def main() -> None:
     # the exception unwinds through the open transaction, which rolls back
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
-    cli(prog_name="asana-etl")
+    try:
+        cli(prog_name="asana-etl")
+    except SystemExit as exc:
+        if exc.code is not None and not isinstance(exc.code, int):
+            raise  # a message to print: Python's own exit says it
+        code = exc.code or 0
+    else:
+        code = 0
+    exit_now(code)
+
+
+def exit_now(code: int) -> None:
+    """End the process with `code` once what it has to say is said, without tearing the
+    interpreter down object by object: after a sync that took a fifth of a second, for
+    nothing (the operating system takes the memory back at once). What Python's own exit
+    does that matters still happens first: the threads that must end are waited for,
+    the exit handlers run (logging's writes the lines still held), the streams are
+    flushed."""
+    threading._shutdown()  # type: ignore[attr-defined]  # as Python's exit: threads, then
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: what it would say has no reader
+            code = code or 1
+    os._exit(code)
