@@ -85,6 +85,7 @@ def test_an_entry_deleted_by_hand_comes_back_with_its_old_link(migrated):
         links = conn.execute(sa.select(schema.time_tracking_entry_scopes.c.entry_gid)).scalars().all()
     assert sorted(links) == ["1", "2"]
 
+
 def test_a_batch_links_all_its_scopes_at_once_and_names_what_was_linked_before(migrated):
     """`link_batch`: every scope's links, the new entries' written together (one INSERT
     on SQLite and MySQL); an old link among them (its entry deleted by hand) makes every
